@@ -1,0 +1,145 @@
+"""Events of a case (*dossier d'accompagnement*): no identity in clear, ever."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import Field
+
+from .common import MotiveItem, Strict
+from .envelope import Payload, register
+from .vocab import CaseOrigin, ClosureReason, DysfunctionCategory, Urgency
+
+
+class CaseRef(Strict):
+    case_id: uuid.UUID
+    structure: str
+    area: str
+    mediator_id: str
+
+
+@register
+class CaseOpened(Payload):
+    event_type = "CaseOpened"
+    version = 1
+
+    case: CaseRef
+    origin: CaseOrigin
+    referral_id: uuid.UUID | None = None
+    referral_received_at: datetime | None = None
+    source_system: str | None = None
+    person_ref: str | None = Field(default=None, description="Blind index, when known.")
+    motives: list[MotiveItem] = Field(default_factory=list)
+    urgency: Urgency = Urgency.normal
+    opened_at: datetime
+    attached_to_existing: bool = Field(
+        default=False,
+        description="True when the referral joined the person's open case instead of a new one.",
+    )
+
+
+@register
+class FirstContactMade(Payload):
+    event_type = "FirstContactMade"
+    version = 1
+
+    case: CaseRef
+    channel: str = Field(description="phone, permanence, home_visit, partner_place")
+    contacted_at: datetime
+    attempts: int = Field(ge=1, description="Attempts including the successful one.")
+
+
+@register
+class ActionRecorded(Payload):
+    """One thing done with or for the person, typed by HAS axis."""
+
+    event_type = "ActionRecorded"
+    version = 1
+
+    case: CaseRef
+    action_id: uuid.UUID
+    axis: int = Field(ge=1, le=4, description="HAS axis 1..4")
+    kind: str = Field(
+        description="contact_attempt, interview, information, orientation, rights_procedure, "
+        "appointment, accompaniment, interpreting, autonomy_assessment, other"
+    )
+    occurred_at: datetime
+    outcome: str | None = None
+    right: str | None = Field(default=None, description="For rights_procedure: puma, css, ame...")
+    body: str | None = Field(default=None, description="Organisation concerned, e.g. cpam, caf.")
+    status: str | None = Field(default=None, description="For rights_procedure: filed, opened, refused.")
+    lasting_care: bool | None = Field(default=None, description="Orientation led to lasting care.")
+    autonomy_phase: str | None = Field(default=None, description="T0 or T1 for autonomy_assessment")
+    autonomy_score: int | None = Field(default=None, ge=0, le=10)
+
+
+@register
+class CaseReassigned(Payload):
+    event_type = "CaseReassigned"
+    version = 1
+
+    case: CaseRef
+    from_mediator_id: str
+    reason: str | None = None
+    reassigned_at: datetime
+
+
+@register
+class CaseClosed(Payload):
+    event_type = "CaseClosed"
+    version = 1
+
+    case: CaseRef
+    reason: ClosureReason
+    closed_at: datetime
+
+
+@register
+class CaseReopened(Payload):
+    event_type = "CaseReopened"
+    version = 1
+
+    case: CaseRef
+    reopened_at: datetime
+
+
+@register
+class DysfunctionReported(Payload):
+    """A dysfunction of the care system or a health risk, without the person's identity."""
+
+    event_type = "DysfunctionReported"
+    version = 1
+
+    dysfunction_id: uuid.UUID
+    case_id: uuid.UUID | None = None
+    structure: str
+    area: str | None = None
+    category: DysfunctionCategory
+    urgency: Urgency = Urgency.normal
+    concerned: str = Field(description="Structure or professional concerned (not the person).")
+    commune: str | None = Field(default=None, description="Official place name, no address.")
+    description: str = Field(description="Facts, written without the person's identity.")
+    observed_on: datetime
+    reported_at: datetime
+    person_consents_to_be_named: bool = False
+    sealed_identity: dict | None = Field(
+        default=None,
+        description="Sealed identity block, present only with consent; alerts opens it only "
+        "when a rule requires naming the person.",
+    )
+
+
+@register
+class ReferralStatusChanged(Payload):
+    """Closed-loop feedback to the referrer: coarse status only, per the person's consent."""
+
+    event_type = "ReferralStatusChanged"
+    version = 1
+
+    referral_id: uuid.UUID
+    source_system: str
+    source_reference: str
+    status: str = Field(description="received, in_progress, closed")
+    outcome: str | None = Field(default=None, description="Coarse outcome when closed.")
+    changed_at: datetime
