@@ -70,6 +70,7 @@ def settings_for(stack_urls, ns):
             "group_id": f"{ns}.{service}",
             "http_port": 0,
             "partitions": 3,
+            "keyvault_schema": f"keyvault_{ns}"[:63],
             **kw,
         })
 

@@ -43,6 +43,7 @@ class Settings:
     master_key: bytes = b""
     master_key_id: str = "dev-1"
     blind_index_key: bytes = b""
+    keyvault_schema: str = "keyvault"
     otlp_endpoint: str | None = None
     trace_file: str | None = None
     instance: str = "0"
@@ -74,6 +75,7 @@ def from_env(service: str, **overrides) -> Settings:
         master_key=_key("MEDIATION_MASTER_KEY", "master"),
         master_key_id=os.environ.get("MEDIATION_MASTER_KEY_ID", "dev-1"),
         blind_index_key=_key("MEDIATION_BLIND_INDEX_KEY", "blind-index"),
+        keyvault_schema=os.environ.get("MEDIATION_KEYVAULT_SCHEMA", "keyvault"),
         otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         trace_file=os.environ.get("MEDIATION_TRACE_FILE"),
         instance=os.environ.get("MEDIATION_INSTANCE", str(os.getpid())),
