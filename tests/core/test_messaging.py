@@ -7,11 +7,11 @@ import uuid
 
 import orjson
 import pytest
-
 from mediation_core import db
 from mediation_core.consumer import open_dead_letter
 from mediation_core.outbox import Outbox, OutboxRelay, make_producer
 from mediation_schemas.envelope import Envelope, encode, new_envelope
+
 from tests.conftest import eventually
 from tests.core import toy
 from tests.helpers import produce, read_topic, values

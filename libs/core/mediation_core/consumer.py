@@ -33,16 +33,16 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
 from mediation_schemas.envelope import (
     DecodeError,
     Envelope,
     Payload,
     decode_envelope,
     decode_payload,
+    new_envelope,
     registry,
 )
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import telemetry
 from .errors import DomainRejection, is_transient
@@ -53,22 +53,33 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class HandlerContext:
-    """What a handler gets besides the event: the transaction and a way to emit events."""
+    """What a handler gets besides the event: the transaction and a way to emit events.
+
+    Emitted events are buffered and written to the outbox in one statement at the end of
+    the batch, inside the same transaction (so they commit with the handler's effects).
+    """
 
     conn: asyncpg.Connection
     outbox: Outbox
     envelope: Envelope
     record: ConsumerRecord
+    emitted: list[tuple[Envelope, str, str | None, dict[str, str]]] = field(default_factory=list)
 
     async def emit(self, payload: Payload, *, topic: str, key: str,
                    structure: str | None = None, correlation_id: str | None = None,
                    **kw: Any) -> Envelope:
         """Write an event caused by the current one (same correlation, causation = it)."""
-        return await self.outbox.add(
-            self.conn, payload, topic=topic, key=key,
+        env = new_envelope(
+            payload, producer=self.outbox.producer_name,
             correlation_id=correlation_id or self.envelope.correlation_id,
             causation_id=self.envelope.event_id,
             structure=structure if structure is not None else self.envelope.structure, **kw)
+        self.emitted.append((env, topic, key, telemetry.inject_headers()))
+        return env
+
+
+class _IsolateFailures(Exception):
+    """A handler failed for good on the fast path: rerun the batch with savepoints."""
 
 
 Handler = Callable[[HandlerContext, Payload], Awaitable[None]]
@@ -227,7 +238,18 @@ class EventConsumer:
                 delay = min(delay * 2, 5.0)
 
     async def process_batch(self, records: list[ConsumerRecord]) -> None:
-        """Process one batch in one transaction (see module doc). Public for tests."""
+        """Process one batch in one transaction (see module doc). Public for tests.
+
+        Fast path: no savepoints. If a handler fails for good, the transaction is rolled
+        back and the batch runs again with one savepoint per message, so the failure is
+        isolated and dead-lettered while the others commit.
+        """
+        try:
+            await self._process_batch(records, isolate=False)
+        except _IsolateFailures:
+            await self._process_batch(records, isolate=True)
+
+    async def _process_batch(self, records: list[ConsumerRecord], *, isolate: bool) -> None:
         decoded: list[tuple[ConsumerRecord, Envelope | None, DecodeError | None, str]] = []
         for rec in records:
             try:
@@ -238,6 +260,7 @@ class EventConsumer:
                 decoded.append((rec, None, err, f"{rec.topic}:{rec.partition}:{rec.offset}"))
 
         dead: list[DeadLetter] = []
+        emitted: list[tuple[Envelope, str, str | None, dict[str, str]]] = []
         stats = ConsumerStats()
         async with self.pool.acquire() as conn, conn.transaction():
             new_ids = {r["event_id"] for r in await conn.fetch(
@@ -254,12 +277,14 @@ class EventConsumer:
                     dead.append(DeadLetter(err.code, err.detail, rec))
                     continue
                 assert env is not None
-                outcome = await self._dispatch(conn, rec, env, dead)
+                outcome = await self._dispatch(conn, rec, env, dead, emitted, isolate)
                 if outcome == "processed":
                     stats.processed += 1
                     stats.by_type[env.type] = stats.by_type.get(env.type, 0) + 1
                 elif outcome == "ignored":
                     stats.ignored += 1
+            if emitted:
+                await self.outbox.add_many(conn, emitted)
             for d in dead:
                 await self._write_dead_letter(conn, d)
         # counted only once committed
@@ -279,7 +304,7 @@ class EventConsumer:
                 "partition": d.record.partition, "offset": d.record.offset}})
 
     async def _dispatch(self, conn: asyncpg.Connection, rec: ConsumerRecord, env: Envelope,
-                        dead: list[DeadLetter]) -> str:
+                        dead: list[DeadLetter], emitted: list, isolate: bool) -> str:
         route = self.routes.get(env.type)
         if route is None:
             known = {t for (t, _v) in registry()}
@@ -307,13 +332,19 @@ class EventConsumer:
                 return "dead"
             ctx = HandlerContext(conn=conn, outbox=self.outbox, envelope=env, record=rec)
             try:
-                async with conn.transaction():  # savepoint: a failing handler leaves no trace
+                if isolate:
+                    async with conn.transaction():  # savepoint: a failing handler leaves no trace
+                        await route.handler(ctx, payload)
+                else:
                     await route.handler(ctx, payload)
+                emitted.extend(ctx.emitted)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if is_transient(exc):
                     raise
+                if not isolate:
+                    raise _IsolateFailures() from exc
                 code = exc.code if isinstance(exc, DomainRejection) else "handler_error"
                 detail = exc.detail if isinstance(exc, DomainRejection) else type(exc).__name__
                 span.set_status(Status(StatusCode.ERROR, code))

@@ -91,7 +91,7 @@ async def wait_for_db(database_url: str, timeout: float = 60) -> None:
             conn = await asyncpg.connect(database_url, timeout=5)
             await conn.close()
             return
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(delay)

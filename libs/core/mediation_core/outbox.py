@@ -21,10 +21,9 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+from mediation_schemas.envelope import Envelope, Payload, encode, new_envelope
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-
-from mediation_schemas.envelope import Envelope, Payload, encode, new_envelope
 
 from . import telemetry
 from .errors import is_transient
@@ -79,6 +78,18 @@ class Outbox:
                            causation_id=causation_id, structure=structure, **kw)
         await self.add_envelope(conn, env, topic=topic, key=key)
         return env
+
+    async def add_many(self, conn: asyncpg.Connection,
+                       items: list[tuple[Envelope, str, str | None, dict[str, str]]]) -> None:
+        """Many envelopes in one statement: (envelope, topic, key, trace headers)."""
+        await conn.executemany(
+            "INSERT INTO outbox(event_id, topic, key, value, headers) VALUES ($1,$2,$3,$4,$5)",
+            [(env.event_id, topic, key.encode() if key is not None else None, encode(env),
+              orjson.dumps({"event_type": env.type, "event_version": str(env.version),
+                            **trace_headers}).decode())
+             for env, topic, key, trace_headers in items])
+        if self.wake is not None:
+            self.wake.set()
 
     async def add_raw(self, conn: asyncpg.Connection, *, topic: str, key: str | None,
                       value: bytes, event_id: uuid.UUID, headers: dict[str, str]) -> None:
@@ -145,22 +156,30 @@ class OutboxRelay:
             if not rows:
                 telemetry.OUTBOX_BACKLOG.labels(self.service).set(0)
                 return 0
+            # Each record carries the trace context stored with it (the span that wrote the
+            # event), so the consumer's span continues that trace. One relay span per batch,
+            # linked to every record's context, shows the outbox hop without a span per row.
+            contexts = []
             futures = []
             for r in rows:
                 headers: dict[str, str] = orjson.loads(r["headers"])
-                parent = telemetry.extract_context(headers)
-                with self._tracer.start_as_current_span(
-                    f"publish {r['topic']}", context=parent, kind=SpanKind.PRODUCER,
-                    attributes={"messaging.system": "kafka",
-                                "messaging.destination.name": r["topic"],
-                                "messaging.message.type": headers.get("event_type", "")},
-                ):
-                    headers.update(telemetry.inject_headers())
-                    futures.append(await self.producer.send(
-                        r["topic"], value=bytes(r["value"]),
-                        key=bytes(r["key"]) if r["key"] is not None else None,
-                        headers=[(k, v.encode()) for k, v in headers.items()],
-                    ))
+                contexts.append(headers)
+                futures.append(await self.producer.send(
+                    r["topic"], value=bytes(r["value"]),
+                    key=bytes(r["key"]) if r["key"] is not None else None,
+                    headers=[(k, v.encode()) for k, v in headers.items()],
+                ))
+            links = []
+            for h in contexts[:64]:
+                sc = trace.get_current_span(telemetry.extract_context(h)).get_span_context()
+                if sc.is_valid:
+                    links.append(trace.Link(sc))
+            with self._tracer.start_as_current_span(
+                "outbox publish", kind=SpanKind.PRODUCER, links=links,
+                attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(rows),
+                            "messaging.destination.name": rows[0]["topic"]},
+            ):
+                pass
             await asyncio.gather(*futures)  # every record acknowledged by the broker (acks=all)
             ids = [r["id"] for r in rows]
             if self.after_publish is not None:

@@ -369,6 +369,69 @@ class Postgres:
             _wait(lambda: not _port_open(self.port), 20, "PostgreSQL port release")
 
 
+# --------------------------------------------------------------------------- Zipkin
+
+ZIPKIN_PORT = int(os.environ.get("MEDIATION_ZIPKIN_PORT", "9411"))
+
+
+class Zipkin:
+    """The local trace UI for `make run` (Zipkin server jar from Maven Central)."""
+
+    def __init__(self, base: Path = STACK_DIR / "zipkin", port: int = ZIPKIN_PORT) -> None:
+        self.base = base
+        self.port = port
+        self.pidfile = base / "zipkin.pid"
+        self.log = base / "zipkin.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v2/spans"
+
+    def ui(self, tag: str | None = None) -> str:
+        from urllib.parse import quote
+
+        url = f"http://127.0.0.1:{self.port}/zipkin/"
+        return url + (f"?annotationQuery={quote(tag)}&lookback=86400000&limit=10" if tag else "")
+
+    def jar(self) -> Path:
+        jars = sorted(self.base.glob("zipkin-server-*-exec.jar"))
+        if jars:
+            return jars[-1]
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise StackError("the Zipkin jar is missing and Maven (mvn) is not installed")
+        subprocess.run([mvn, "-q", "-B", "-f", str(ROOT / "deploy" / "zipkin" / "pom.xml"),
+                        "dependency:copy-dependencies", f"-DoutputDirectory={self.base}"],
+                       check=True)
+        return sorted(self.base.glob("zipkin-server-*-exec.jar"))[-1]
+
+    def running_pid(self) -> int | None:
+        pid = _read_pid(self.pidfile)
+        return pid if pid and _pid_alive(pid) else None
+
+    def start(self, timeout: float = 90) -> None:
+        if self.running_pid():
+            return
+        if _port_open(self.port):
+            raise StackError(f"port {self.port} is already used: set MEDIATION_ZIPKIN_PORT")
+        self.base.mkdir(parents=True, exist_ok=True)
+        jar = self.jar()
+        with open(self.log, "ab") as out:
+            proc = subprocess.Popen(
+                [Kafka()._java(), "-Xms64m", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-jar", str(jar),
+                 f"--server.port={self.port}", "--logging.level.root=WARN"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        self.pidfile.write_text(str(proc.pid))
+        _wait(lambda: _port_open(self.port) or proc.poll() is not None, timeout, "Zipkin", self.log)
+
+    def stop(self) -> None:
+        pid = self.running_pid()
+        if pid:
+            _stop_pid(pid, 15)
+        self.pidfile.unlink(missing_ok=True)
+
+
 # --------------------------------------------------------------------------- the pair
 
 def external_urls() -> StackUrls | None:
@@ -393,6 +456,7 @@ def up() -> StackUrls:
 
 
 def down() -> None:
+    Zipkin().stop()
     Kafka().stop()
     Postgres().stop()
 

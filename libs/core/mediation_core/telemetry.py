@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -133,6 +134,12 @@ def setup_tracing(service: str, *, otlp_endpoint: str | None = None,
 
             _provider.add_span_processor(BatchSpanProcessor(RedactingExporter(
                 OTLPSpanExporter(endpoint=otlp_endpoint.rstrip("/") + "/v1/traces"))))
+        zipkin = os.environ.get("MEDIATION_ZIPKIN_ENDPOINT")
+        if zipkin:  # the local trace UI of `make run`
+            from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+            _provider.add_span_processor(BatchSpanProcessor(RedactingExporter(
+                ZipkinExporter(endpoint=zipkin))))
         if trace_file:
             _provider.add_span_processor(
                 BatchSpanProcessor(RedactingExporter(JsonLinesExporter(trace_file))))

@@ -1,7 +1,11 @@
 """Event contracts of the mediation backend: one source of truth for every service."""
 
-from . import alerts, cases, referrals  # noqa: F401  (registers the event models)
-from . import received  # noqa: F401  (the public ReferralReceived contract)
+from . import (  # noqa: F401  (registers the event models)
+    alerts,
+    cases,
+    received,  # noqa: F401  (the public ReferralReceived contract)
+    referrals,
+)
 from .envelope import (
     DecodeError,
     Envelope,

@@ -17,6 +17,9 @@ class AlertRef(Strict):
     structure: str
     authority_id: str
     category: str
+    urgency: str | None = Field(default=None, description="normal, priority or urgent.")
+    parent_alert_id: uuid.UUID | None = Field(
+        default=None, description="The alert this one escalates (sent to the next authority).")
 
 
 @register
@@ -40,6 +43,8 @@ class AlertDeliveryFailed(Payload):
     attempts: int
     reason: str = Field(description="Last failure, e.g. http_500, timeout, connection_refused.")
     failed_at: datetime
+    coordinator_notified: bool | None = Field(
+        default=None, description="True when the coordinator was told (no channel delivered).")
 
 
 @register
@@ -50,6 +55,7 @@ class AlertAcknowledged(Payload):
     alert: AlertRef
     acknowledged_at: datetime
     response: str | None = Field(default=None, description="What the authority says it did.")
+    via: str | None = Field(default=None, description="link (signed URL) or api (bearer token).")
 
 
 @register
@@ -61,3 +67,31 @@ class AlertEscalated(Payload):
     level: int = Field(ge=1)
     escalated_to: str = Field(description="coordinator or the next authority id")
     escalated_at: datetime
+    reason: str | None = Field(
+        default=None, description="no_acknowledgement (deadline passed) or delivery_failed.")
+    new_alert_id: uuid.UUID | None = Field(
+        default=None, description="The alert created for the next authority, if any.")
+
+
+@register
+class AlertOutbound(Payload):
+    """What an authority consuming Kafka receives (topic alerts.outbound, key authority id).
+
+    Minimal content only; never the person's identity (an authority entitled to it fetches
+    it through the authenticated API).
+    """
+
+    event_type = "AlertOutbound"
+    version = 1
+
+    alert: AlertRef
+    message_id: uuid.UUID = Field(description="Idempotency key: the same on every re-send.")
+    kind: str = Field(default="alert", description="alert or coordinator_notice")
+    category_label: str
+    commune: str | None = None
+    concerned: str
+    description: str
+    observed_on: datetime
+    reported_at: datetime
+    ack_due_at: datetime | None = None
+    identity_available: bool = False
