@@ -91,6 +91,7 @@ def referral(rnd: random.Random, today: date) -> dict:
         "person": {
             "family_name": rnd.choice(FAMILY), "given_name": rnd.choice(GIVEN),
             "birth_date": birth.strftime("%d/%m/%Y") if rnd.random() < 0.5 else birth.isoformat(),
+            "address": f"{rnd.randint(1, 40)} {rnd.choice(['rue des Écoles', 'chemin du Moulin', 'place de la Mairie', 'lieu-dit Le Mas'])}",
             "commune": commune_written, "postcode": postcode,
             "phone": f"06 {rnd.randint(10, 99)} {rnd.randint(10, 99)} {rnd.randint(10, 99)} {rnd.randint(10, 99)}",
             "language": rnd.choice(["fr"] * 8 + ["ar", "ro"]),
