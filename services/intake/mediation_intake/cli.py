@@ -1,0 +1,54 @@
+"""``mediation erase``: crypto-shred a person's data (right to erasure, retention)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from datetime import UTC, datetime
+
+
+def register(sub) -> None:
+    p = sub.add_parser("erase", help="destroy a person's data key (crypto-shredding), recorded")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--referral-id", type=uuid.UUID, help="any accepted referral of the person")
+    g.add_argument("--person-ref", help="the person's blind index (person_ref)")
+    from .erase import REASONS
+
+    p.add_argument("--reason", choices=REASONS, default="right_to_erasure")
+    p.add_argument("--actor", default=os.environ.get("USER", "ops"),
+                   help="who asks (recorded; an operator id, not a patient's name)")
+    p.set_defaults(func=_cmd_erase)
+
+
+def _cmd_erase(args: argparse.Namespace) -> int:
+    return asyncio.run(_erase(args))
+
+
+async def _erase(args: argparse.Namespace) -> int:
+    from mediation_core import db
+    from mediation_core.settings import from_env
+
+    from .erase import NotFound, erase
+    from .service import make_vault
+
+    s = from_env("intake")
+    pool = await db.create_pool(s.database_url, s.schema, application="intake-erase", max_size=2)
+    try:
+        vault = make_vault(pool, s)
+        await vault.ensure()
+        try:
+            done = await erase(pool, vault, now=datetime.now(UTC), actor=args.actor,
+                               reason=args.reason, referral_id=args.referral_id,
+                               person_ref=args.person_ref)
+        except NotFound as err:
+            print(f"mediation erase: {err}", file=sys.stderr)
+            return 1
+        print(json.dumps({"person_ref": done.person_ref, "key_ids": done.key_ids,
+                          "destroyed": done.destroyed}))
+        return 0
+    finally:
+        await pool.close()

@@ -1,0 +1,193 @@
+"""The one use case behind both ways in (Kafka and HTTP): take a referral form.
+
+``take`` runs inside the caller's transaction (the consumer's batch transaction, or the
+HTTP request's): it validates, deduplicates, seals, writes intake's state and writes the
+events to the outbox, so that the state change and its events commit together.
+
+- Referral id: uuid5 of (source_system, source_reference), the same on every re-send.
+- Same form again (same normalised content): a duplicate, no event.
+- Same source and reference, different content: a correction, revision + 1,
+  ``ReferralAccepted(is_correction=True)``; downstream updates, never a second case.
+- Invalid: ``ReferralRejected`` on the intake topic (keyed by referral id, or the sender's
+  reference) and on the answers topic keyed by the source system, so the sender reads its
+  own answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import orjson
+from opentelemetry.trace import Status, StatusCode
+
+from mediation_core import sealing, telemetry
+from mediation_schemas.common import MotiveItem, Problem
+from mediation_schemas.envelope import Payload
+from mediation_schemas.received import ReferralReceived
+from mediation_schemas.referrals import ReferralAccepted, ReferralCore, ReferralRejected
+from mediation_schemas.topics import Topics
+
+from .validation import MAX_PAYLOAD_BYTES, Invalid, safe_ids, validate
+
+log = logging.getLogger(__name__)
+PARIS = ZoneInfo("Europe/Paris")
+REFERRAL_NS = uuid.UUID("6f1c1b1e-3c1a-5a43-9a57-1d2f0c0a4e11")
+
+Emit = Callable[[Payload, str, str], Awaitable[Any]]  # (payload, topic, key)
+Clock = Callable[[], datetime]
+
+
+def referral_id(source_system: str, source_reference: str) -> uuid.UUID:
+    """Deterministic: the same form re-sent keeps its id."""
+    return uuid.uuid5(REFERRAL_NS, f"{source_system}\x1f{source_reference}")
+
+
+@dataclass
+class Outcome:
+    status: Literal["accepted", "correction", "duplicate", "rejected"]
+    referral_id: uuid.UUID | None = None
+    revision: int | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def personal_block(r: ReferralReceived) -> dict[str, Any]:
+    """Everything that is sealed: identity, contact, address, free texts, availability."""
+    p, ref = r.person, r.referrer
+    return {
+        "person": {
+            "family_name": p.family_name, "given_name": p.given_name,
+            "birth_date": p.birth_date.isoformat(), "sex": p.sex.value if p.sex else None,
+            "address": p.address, "commune": p.commune, "postcode": p.postcode,
+            "phone": p.phone, "email": p.email,
+        },
+        "referrer": {
+            "name": ref.name, "structure_name": ref.structure_name, "phone": ref.phone,
+            "email": ref.email, "rpps": ref.rpps, "finess": ref.finess,
+        },
+        "motive_texts": [{"index": i, "code": m.code.value, "text": m.text}
+                         for i, m in enumerate(r.motives) if m.text],
+        "availability": [s.model_dump(mode="json") for s in r.availability],
+        "availability_note": r.availability_note,
+        "comment": r.comment,
+    }
+
+
+class Intake:
+    def __init__(self, *, topics: Topics, vault: sealing.KeyVault, blind_index_key: bytes,
+                 clock: Clock, max_bytes: int = MAX_PAYLOAD_BYTES) -> None:
+        self.topics = topics
+        self.vault = vault
+        self.blind_key = blind_index_key
+        self.clock = clock
+        self.max_bytes = max_bytes
+        self._tracer = telemetry.tracer("mediation.intake")
+
+    async def take(self, conn: asyncpg.Connection, emit: Emit, raw: Any, *, size: int | None,
+                   channel: str, sender: str | None = None) -> Outcome:
+        with self._tracer.start_as_current_span("intake take referral") as span:
+            span.set_attribute("mediation.channel", channel)
+            outcome = await self._take(conn, emit, raw, size=size, channel=channel, sender=sender)
+            span.set_attribute("mediation.outcome", outcome.status)
+            if outcome.referral_id:
+                span.set_attribute("mediation.referral_id", str(outcome.referral_id))
+            if outcome.problems:
+                span.set_attribute("mediation.problem_codes",
+                                   sorted({p.code for p in outcome.problems}))
+                span.set_status(Status(StatusCode.OK))
+            return outcome
+
+    async def _take(self, conn: asyncpg.Connection, emit: Emit, raw: Any, *, size: int | None,
+                    channel: str, sender: str | None) -> Outcome:
+        now = self.clock()
+        today = now.astimezone(PARIS).date()
+        if sender is not None and isinstance(raw, dict) and not raw.get("source_system"):
+            raw = {**raw, "source_system": sender}
+        result = validate(raw, today=today, size=size, max_bytes=self.max_bytes)
+        if sender is not None and not isinstance(result, Invalid) \
+                and result.referral.source_system != sender:
+            result = Invalid([Problem(field="source_system", code="source_system_mismatch",
+                                      message="le système émetteur de la fiche n'est pas celui "
+                                      "du jeton d'accès")], *safe_ids(raw))
+        if isinstance(result, Invalid):
+            return await self._reject(conn, emit, result, now, channel, sender)
+        return await self._accept(conn, emit, result.referral, now)
+
+    async def _reject(self, conn: asyncpg.Connection, emit: Emit, inv: Invalid, now: datetime,
+                      channel: str, sender: str | None) -> Outcome:
+        src, ref = inv.source_system, inv.source_reference
+        if sender is not None:
+            src = sender
+        rid = referral_id(src, ref) if src and ref else None
+        event = ReferralRejected(referral_id=rid, source_system=src, source_reference=ref,
+                                 problems=inv.problems)
+        answer_key = src or "unknown"
+        await emit(event, self.topics.referrals_intake, str(rid) if rid else (ref or answer_key))
+        await emit(event, self.topics.referrals_answers, answer_key)
+        codes = [p.code for p in inv.problems]
+        await conn.execute(
+            "INSERT INTO rejections(referral_id, source_system, source_reference, channel, codes,"
+            " rejected_at) VALUES ($1,$2,$3,$4,$5,$6)", rid, src, ref, channel, codes, now)
+        log.info("referral rejected", extra={"fields": {
+            "referral_id": str(rid) if rid else None, "source_system": src, "channel": channel,
+            "codes": sorted(set(codes))}})
+        return Outcome("rejected", rid, None, inv.problems)
+
+    async def _accept(self, conn: asyncpg.Connection, emit: Emit, r: ReferralReceived,
+                      now: datetime) -> Outcome:
+        rid = referral_id(r.source_system, r.source_reference)
+        content_hash = hmac.new(self.blind_key, b"content|" + orjson.dumps(
+            r.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS), hashlib.sha256).hexdigest()
+        # a placeholder row first, so that two concurrent first copies serialise on its lock
+        await conn.execute(
+            "INSERT INTO referrals(referral_id, source_system, source_reference, received_at,"
+            " updated_at) VALUES ($1,$2,$3,$4,$4) ON CONFLICT (referral_id) DO NOTHING",
+            rid, r.source_system, r.source_reference, now)
+        row = await conn.fetchrow(
+            "SELECT revision, content_hash, received_at FROM referrals WHERE referral_id = $1 "
+            "FOR UPDATE", rid)
+        if row["revision"] > 0 and row["content_hash"] == content_hash:
+            await conn.execute("UPDATE referrals SET duplicates = duplicates + 1 "
+                               "WHERE referral_id = $1", rid)
+            log.info("duplicate referral ignored", extra={"fields": {
+                "referral_id": str(rid), "source_system": r.source_system}})
+            return Outcome("duplicate", rid, row["revision"])
+        revision = row["revision"] + 1
+        p = r.person
+        person_ref = sealing.blind_index(self.blind_key, p.family_name, p.given_name, p.birth_date)
+        key_id, dek = await self.vault.key_for_person(conn, person_ref)
+        sealed = sealing.seal(dek, key_id, personal_block(r))
+        await conn.execute(
+            "UPDATE referrals SET revision=$2, content_hash=$3, person_ref=$4, key_id=$5,"
+            " sealed=$6, commune=$7, postcode=$8, updated_at=$9, erased_at=NULL"
+            " WHERE referral_id=$1",
+            rid, revision, content_hash, person_ref, key_id,
+            orjson.dumps(sealed.model_dump(mode="json")).decode(), p.commune, p.postcode, now)
+        core = ReferralCore(
+            referral_id=rid, revision=revision, source_system=r.source_system,
+            source_reference=r.source_reference, received_at=row["received_at"],
+            referral_date=r.referral_date or now.astimezone(PARIS).date(),
+            person_ref=person_ref, sealed=sealed, commune=p.commune, postcode=p.postcode,
+            motives=[MotiveItem(code=m.code, right=m.right, screening=m.screening)
+                     for m in r.motives],
+            urgency=r.urgency, meeting_modes=list(r.meeting_modes),
+            interpreter_needed=p.interpreter_needed, language=p.language,
+            consent_share_with_referrer=p.consent_share_with_referrer,
+            referrer_profession=r.referrer.profession.value,
+            referrer_structure_kind=r.referrer.structure_kind.value,
+        )
+        await emit(ReferralAccepted(referral=core, is_correction=revision > 1),
+                   self.topics.referrals_intake, str(rid))
+        status: Literal["accepted", "correction"] = "correction" if revision > 1 else "accepted"
+        log.info("referral accepted", extra={"fields": {
+            "referral_id": str(rid), "revision": revision, "source_system": r.source_system,
+            "status": status}})
+        return Outcome(status, rid, revision)
