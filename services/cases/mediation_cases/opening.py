@@ -1,0 +1,212 @@
+"""Opening cases: from a routed referral (consumer) or without one (API)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from mediation_schemas.cases import (
+    CaseOpened,
+    CaseReassigned,
+    CaseReferralUpdated,
+)
+from mediation_schemas.referrals import ReferralRouted
+from mediation_schemas.vocab import CaseOrigin
+
+from . import calendar, feedback, rules, store
+from .context import Deps, Emit
+
+CASE_NS = uuid.UUID("6f0c3c52-31a4-4c8e-9d0e-6a53c0a5e001")
+
+
+def case_id_for_referral(referral_id: uuid.UUID) -> uuid.UUID:
+    """Deterministic: the same referral can only ever open the same case."""
+    return uuid.uuid5(CASE_NS, f"referral:{referral_id}")
+
+
+async def lock_person(conn: asyncpg.Connection, structure: str, person_ref: str | None) -> None:
+    """Serialise decisions about one person in one structure (several instances may race)."""
+    if person_ref:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                           f"{structure}|{person_ref}")
+
+
+async def insert_case(deps: Deps, conn: asyncpg.Connection, *, case_id: uuid.UUID,
+                      structure: str, area: str, mediator_id: str, origin: CaseOrigin,
+                      person_ref: str | None, sealed: dict | None, motives: list[dict],
+                      urgency: str, interpreter_needed: bool, language: str | None,
+                      commune: str | None, correlation_id: str, now: datetime,
+                      first_contact_at: datetime | None = None,
+                      first_contact_channel: str | None = None) -> None:
+    days = deps.config.first_contact_days(urgency)
+    due = calendar.deadline(now, days)
+    esc = calendar.deadline(now, days + deps.config.escalation_working_days)
+    await conn.execute(
+        "INSERT INTO cases(case_id, structure, area, mediator_id, origin, person_ref, sealed, "
+        "motives, urgency, interpreter_needed, language, commune, correlation_id, opened_at, "
+        "first_contact_due, escalation_due, last_activity_at, first_contact_at, "
+        "first_contact_channel) VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8::jsonb,$9,$10,$11,$12,"
+        "$13,$14,$15,$16,$14,$17,$18)",
+        case_id, structure, area, mediator_id, origin.value, person_ref,
+        store.jdump(sealed) if sealed is not None else None, store.jdump(motives), urgency,
+        interpreter_needed, language, commune, correlation_id, now, due, esc,
+        first_contact_at, first_contact_channel)
+
+
+async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
+                             p: ReferralRouted, *, correlation_id: str) -> str:
+    """Open, attach, update or ignore. Returns the decision taken."""
+    r = p.referral
+    now = deps.clock()
+    await lock_person(conn, p.structure, r.person_ref)
+    known = await store.known_referral(conn, r.referral_id)
+    open_case = None
+    if known is None:
+        open_case = await store.find_open_case(conn, p.structure, r.person_ref)
+    d = rules.decide_opening(
+        known=known, open_case_for_person=str(open_case["case_id"]) if open_case else None,
+        revision=r.revision, structure=p.structure, area=p.area, mediator_id=p.mediator_id)
+    motives = [m.model_dump(mode="json", exclude_none=True) for m in r.motives]
+
+    if d.action == "ignore":
+        return d.action
+
+    if d.action == "open":
+        case_id = case_id_for_referral(r.referral_id)
+        await insert_case(
+            deps, conn, case_id=case_id, structure=p.structure, area=p.area,
+            mediator_id=p.mediator_id, origin=CaseOrigin.referral, person_ref=r.person_ref,
+            sealed=r.sealed.model_dump(mode="json"), motives=motives, urgency=r.urgency.value,
+            interpreter_needed=r.interpreter_needed, language=r.language, commune=p.place.name,
+            correlation_id=correlation_id, now=now)
+        await _insert_referral(conn, p, case_id, is_primary=True, correlation_id=correlation_id,
+                               now=now)
+        row = await store.get_case(conn, case_id)
+        assert row is not None
+        await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
+                                 kind="case_opened", actor="system", axis=None, details={
+                                     "origin": "referral", "referral_id": str(r.referral_id),
+                                     "source_system": r.source_system,
+                                     "assignment_reason": p.decision.assignment_reason})
+        await emit(CaseOpened(
+            case=store.case_ref(row), origin=CaseOrigin.referral, referral_id=r.referral_id,
+            referral_received_at=r.received_at, source_system=r.source_system,
+            person_ref=r.person_ref, motives=r.motives, urgency=r.urgency, opened_at=now),
+            topic=deps.topics.cases, key=str(case_id), structure=p.structure,
+            correlation_id=correlation_id)
+        ref = await conn.fetchrow("SELECT * FROM case_referrals WHERE referral_id = $1",
+                                  r.referral_id)
+        await feedback.send(deps, conn, emit, ref, status="received", now=now,
+                            structure=p.structure)
+        return d.action
+
+    assert d.case_id is not None
+    case_id = uuid.UUID(d.case_id)
+    row = await store.get_case(conn, case_id, for_update=True)
+    assert row is not None
+
+    if d.action == "attach":
+        await _insert_referral(conn, p, case_id, is_primary=False,
+                               correlation_id=correlation_id, now=now)
+        await _refresh_from_referrals(deps, conn, row, now=now)
+        await store.bump(conn, case_id, now=now, activity=False)
+        await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
+                                 kind="referral_attached", actor="system", details={
+                                     "referral_id": str(r.referral_id),
+                                     "source_system": r.source_system})
+        await emit(CaseOpened(
+            case=store.case_ref(row), origin=CaseOrigin.referral, referral_id=r.referral_id,
+            referral_received_at=r.received_at, source_system=r.source_system,
+            person_ref=r.person_ref, motives=r.motives, urgency=r.urgency,
+            opened_at=row["opened_at"], attached_to_existing=True),
+            topic=deps.topics.cases, key=str(case_id), structure=row["structure"],
+            correlation_id=correlation_id)
+        ref = await conn.fetchrow("SELECT * FROM case_referrals WHERE referral_id = $1",
+                                  r.referral_id)
+        await feedback.send(deps, conn, emit, ref, status="received", now=now,
+                            structure=row["structure"])
+        if row["first_contact_at"] is not None:  # the person is already followed
+            ref = await conn.fetchrow("SELECT * FROM case_referrals WHERE referral_id = $1",
+                                      r.referral_id)
+            await feedback.send(deps, conn, emit, ref, status="in_progress", now=now,
+                                structure=row["structure"])
+        return d.action
+
+    # update: a correction or a new routing of a referral already in a case
+    await conn.execute(
+        "UPDATE case_referrals SET revision = $2, structure = $3, area = $4, mediator_id = $5, "
+        "consent_share = $6, motives = $7::jsonb, urgency = $8 WHERE referral_id = $1",
+        r.referral_id, r.revision, p.structure, p.area, p.mediator_id,
+        r.consent_share_with_referrer, store.jdump(motives), r.urgency.value)
+    rerouted = False
+    if d.reroute and row["status"] == "open":
+        conflict = None
+        if p.structure != row["structure"]:
+            conflict = await store.find_open_case(conn, p.structure, row["person_ref"])
+        if conflict is None:
+            await conn.execute("UPDATE cases SET structure = $2, area = $3, mediator_id = $4 "
+                               "WHERE case_id = $1", case_id, p.structure, p.area,
+                               p.mediator_id)
+            rerouted = True
+    if row["status"] == "open":
+        await _refresh_from_referrals(deps, conn, row, now=now)
+    await store.bump(conn, case_id, now=now, activity=False)
+    new_row = await store.get_case(conn, case_id)
+    assert new_row is not None
+    await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
+                             kind="referral_updated", actor="system", details={
+                                 "referral_id": str(r.referral_id), "revision": r.revision,
+                                 "rerouted": rerouted})
+    if rerouted:
+        await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
+                                 kind="reassigned", actor="system", details={
+                                     "from_mediator_id": row["mediator_id"],
+                                     "to_mediator_id": p.mediator_id, "reason": "rerouted"})
+        await emit(CaseReassigned(case=store.case_ref(new_row),
+                                  from_mediator_id=row["mediator_id"], reason="rerouted",
+                                  reassigned_at=now),
+                   topic=deps.topics.cases, key=str(case_id), structure=new_row["structure"],
+                   correlation_id=row["correlation_id"])
+    await emit(CaseReferralUpdated(
+        case=store.case_ref(new_row), referral_id=r.referral_id, revision=r.revision,
+        motives=r.motives, urgency=r.urgency, rerouted=rerouted, updated_at=now),
+        topic=deps.topics.cases, key=str(case_id), structure=new_row["structure"],
+        correlation_id=correlation_id)
+    return d.action
+
+
+async def _insert_referral(conn: asyncpg.Connection, p: ReferralRouted, case_id: uuid.UUID, *,
+                           is_primary: bool, correlation_id: str, now: datetime) -> None:
+    r = p.referral
+    await conn.execute(
+        "INSERT INTO case_referrals(referral_id, case_id, revision, is_primary, source_system, "
+        "source_reference, received_at, structure, area, mediator_id, consent_share, motives, "
+        "urgency, correlation_id, attached_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,"
+        "$12::jsonb,$13,$14,$15)",
+        r.referral_id, case_id, r.revision, is_primary, r.source_system, r.source_reference,
+        r.received_at, p.structure, p.area, p.mediator_id, r.consent_share_with_referrer,
+        store.jdump([m.model_dump(mode="json", exclude_none=True) for m in r.motives]),
+        r.urgency.value, correlation_id, now)
+
+
+async def _refresh_from_referrals(deps: Deps, conn: asyncpg.Connection, row: asyncpg.Record, *,
+                                  now: datetime) -> None:
+    """Motives: union over the case's referrals (and what was there); urgency: the highest.
+    A case that became urgent before its first contact gets the shorter deadline."""
+    motives = store.jload(row["motives"]) or []
+    urgency = "normal"
+    for ref in await store.referrals_of(conn, row["case_id"]):
+        motives = rules.merge_motives(motives, store.jload(ref["motives"]))
+        urgency = rules.merge_urgency(urgency, ref["urgency"])
+    urgency = rules.merge_urgency(urgency, row["urgency"])
+    due, esc = row["first_contact_due"], row["escalation_due"]
+    if urgency != row["urgency"] and row["first_contact_at"] is None:
+        days = deps.config.first_contact_days(urgency)
+        due = min(due, calendar.deadline(now, days))
+        esc = min(esc, calendar.deadline(now, days + deps.config.escalation_working_days))
+    await conn.execute(
+        "UPDATE cases SET motives = $2::jsonb, urgency = $3, first_contact_due = $4, "
+        "escalation_due = $5 WHERE case_id = $1",
+        row["case_id"], store.jdump(motives), urgency, due, esc)

@@ -1,0 +1,98 @@
+"""SQL of the cases schema (the pool's search_path is the service schema)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from mediation_schemas.cases import CaseRef
+
+from . import rules
+
+
+def jdump(v: Any) -> str:
+    return orjson.dumps(v).decode()
+
+
+def jload(v: Any) -> Any:
+    if v is None or not isinstance(v, str | bytes):
+        return v
+    return orjson.loads(v)
+
+
+def case_ref(row: asyncpg.Record | dict) -> CaseRef:
+    return CaseRef(case_id=row["case_id"], structure=row["structure"], area=row["area"],
+                   mediator_id=row["mediator_id"])
+
+
+async def get_case(conn: asyncpg.Connection, case_id: uuid.UUID, *,
+                   for_update: bool = False) -> asyncpg.Record | None:
+    sql = "SELECT * FROM cases WHERE case_id = $1" + (" FOR UPDATE" if for_update else "")
+    return await conn.fetchrow(sql, case_id)
+
+
+async def find_open_case(conn: asyncpg.Connection, structure: str,
+                         person_ref: str | None) -> asyncpg.Record | None:
+    if not person_ref:
+        return None
+    return await conn.fetchrow(
+        "SELECT * FROM cases WHERE structure = $1 AND person_ref = $2 AND status = 'open'",
+        structure, person_ref)
+
+
+async def known_referral(conn: asyncpg.Connection,
+                         referral_id: uuid.UUID) -> rules.KnownReferral | None:
+    r = await conn.fetchrow(
+        "SELECT r.case_id, r.revision, r.structure, r.area, r.mediator_id, r.is_primary, "
+        "c.status FROM case_referrals r JOIN cases c USING (case_id) WHERE r.referral_id = $1",
+        referral_id)
+    if r is None:
+        return None
+    return rules.KnownReferral(case_id=str(r["case_id"]), revision=r["revision"],
+                               structure=r["structure"], area=r["area"],
+                               mediator_id=r["mediator_id"], is_primary=r["is_primary"],
+                               case_open=r["status"] == "open")
+
+
+async def referrals_of(conn: asyncpg.Connection, case_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM case_referrals WHERE case_id = $1 ORDER BY attached_at, referral_id",
+        case_id)
+
+
+async def add_timeline(conn: asyncpg.Connection, *, case_id: uuid.UUID, at: datetime,
+                       recorded_at: datetime, kind: str, actor: str, axis: int | None = None,
+                       details: dict | None = None, sealed_note: dict | None = None,
+                       entry_id: uuid.UUID | None = None) -> uuid.UUID:
+    entry_id = entry_id or uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO case_timeline(entry_id, case_id, at, recorded_at, kind, axis, actor, "
+        "details, sealed_note) VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,$9::jsonb)",
+        entry_id, case_id, at, recorded_at, kind, axis, actor,
+        jdump({k: v for k, v in (details or {}).items() if v is not None}),
+        jdump(sealed_note) if sealed_note is not None else None)
+    return entry_id
+
+
+async def bump(conn: asyncpg.Connection, case_id: uuid.UUID, *, now: datetime,
+               activity: bool) -> int:
+    """New version of the case; ``activity`` marks mediator work (clears the inactivity flag)."""
+    if activity:
+        return await conn.fetchval(
+            "UPDATE cases SET version = version + 1, last_activity_at = GREATEST("
+            "last_activity_at, $2), inactive_flagged_at = NULL WHERE case_id = $1 "
+            "RETURNING version", case_id, now)
+    return await conn.fetchval(
+        "UPDATE cases SET version = version + 1 WHERE case_id = $1 RETURNING version", case_id)
+
+
+async def record_access(conn: asyncpg.Connection | asyncpg.Pool, *, case_id: uuid.UUID,
+                        actor: str, role: str, purpose: str, fields: list[str],
+                        at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO personal_data_access(case_id, actor, role, purpose, fields, at) "
+        "VALUES ($1,$2,$3,$4,$5,$6)", case_id, actor, role, purpose, fields, at)
