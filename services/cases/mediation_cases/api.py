@@ -78,8 +78,16 @@ def install_error_handlers(app: FastAPI) -> None:
             loc = [str(p) for p in e.get("loc", ())]
             if loc and loc[0] in ("body", "query", "path", "header"):
                 loc = loc[1:] if loc[0] == "body" else loc
-            problems.append({"field": ".".join(loc) or "(body)", "code": e.get("type", ""),
-                             "message": e.get("msg", "")})
+            code, msg = e.get("type", ""), e.get("msg", "")
+            ctx = e.get("ctx") or {}
+            if code == "union_tag_invalid":  # pydantic's message quotes the value sent
+                loc.append(str(ctx.get("discriminator", "kind")).strip("'"))
+                msg = f"must be one of {ctx.get('expected_tags', '')}"
+            elif code == "union_tag_not_found":
+                loc.append(str(ctx.get("discriminator", "kind")).strip("'"))
+                msg = "is required"
+            problems.append({"field": ".".join(loc) or "(body)", "code": code,
+                             "message": msg})
         detail = "; ".join(f"{p['field']}: {p['code']}" for p in problems[:20])
         return JSONResponse({"error": "validation_failed", "detail": detail,
                              "problems": problems}, status_code=422)
@@ -172,7 +180,8 @@ def router(deps: Deps) -> APIRouter:
             responses=MUTATION_ERRORS, summary="An action typed by HAS axis (information, "
             "orientation, rights procedure, appointment, accompaniment, interpreting, other)")
     async def action(caller: CaseCaller, case_id: uuid.UUID, response: Response,
-                     req: m.ActionRequest = Body(openapi_examples=m.ACTION_EXAMPLES),
+                     req: Annotated[m.ActionUnion, Body(discriminator="kind",
+                                                        openapi_examples=m.ACTION_EXAMPLES)],
                      if_match: IfMatch = None) -> m.MutationResult:
         case, entry = await work.record_action(deps, caller, case_id,
                                                _version(req.version, if_match), req)

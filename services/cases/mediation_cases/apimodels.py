@@ -185,10 +185,9 @@ class OtherAction(ActionBase):
     outcome: Literal["done", "not_done"] | None = None
 
 
-ActionRequest = Annotated[
-    InformationAction | OrientationAction | RightsProcedureAction | AppointmentAction
-    | AccompanimentAction | InterpretingAction | OtherAction,
-    Field(discriminator="kind")]
+ActionUnion = (InformationAction | OrientationAction | RightsProcedureAction | AppointmentAction
+               | AccompanimentAction | InterpretingAction | OtherAction)
+ActionRequest = Annotated[ActionUnion, Field(discriminator="kind")]
 
 ACTION_EXAMPLES = {
     "information": {"value": {"version": 3, "kind": "information", "topic": "rights"}},

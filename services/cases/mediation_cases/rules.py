@@ -210,7 +210,11 @@ def _norm(s: str) -> str:
 
 
 def identity_fields_in(text: str, identity: dict) -> list[str]:
-    """Names of the identity fields whose value appears in ``text`` (never the values)."""
+    """Names of the identity fields whose value appears in ``text`` (never the values).
+
+    ``identity`` is a sealed block's content: intake's shape ``{"person": {...}, ...}``."""
+    if isinstance(identity.get("person"), dict):
+        identity = identity["person"]
     hay = f" {_norm(text)} "
     digits = "".join(c for c in text if c.isdigit())
     found = []

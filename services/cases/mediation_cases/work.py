@@ -170,7 +170,8 @@ async def read_identity(deps: Deps, caller: Caller, case_id: uuid.UUID) -> m.Ide
     if row["sealed"] is None:
         raise not_found("identity")
     data = await _open_sealed(deps, caller, case_id, store.jload(row["sealed"]),
-                              purpose="case_identity_read", fields=["identity"])
+                              purpose="case_identity_read",
+                              fields=["person", "referrer", "free_texts"])
     return m.IdentityOut(case_id=case_id, identity=data)
 
 
@@ -492,7 +493,9 @@ async def open_case(deps: Deps, caller: Caller, req: m.OpenCaseRequest) -> m.Cas
                             "the structure; record your work there", "identity",
                             case_id=other["case_id"] if visible else None)
         key_id, dek = await deps.vault().key_for_person(conn, person_ref)
-        sealed = seal(dek, key_id, ident.model_dump(mode="json", exclude_none=True))
+        # same shape as intake's sealed block, so that both open the same way
+        sealed = seal(dek, key_id, {"person": {**ident.model_dump(mode="json", exclude_none=True),
+                                               "commune": req.commune}})
         correlation_id = f"case:{case_id}"
         await opening.insert_case(
             deps, conn, case_id=case_id, structure=structure, area=area,

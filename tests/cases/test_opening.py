@@ -1,0 +1,127 @@
+"""Routed referrals become cases: one case per person in a structure, corrections update it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from mediation_cases.opening import case_id_for_referral
+from tests.conftest import eventually
+
+from .support import (
+    AREA_A,
+    AREA_B,
+    COORDINATOR,
+    MEDIATOR_A,
+    publish_routing,
+    person,
+    routed_referral,
+    unroutable,
+)
+
+pytestmark = pytest.mark.stack
+
+
+async def test_routed_referral_opens_a_case_and_a_second_one_for_the_same_person_attaches(
+        cases_svc, client, watch):
+    who = person("Bernard", "Yvette", "1949-07-01")
+    first = await routed_referral(cases_svc, who=who, source_system="msp-lasalle")
+    case_id = case_id_for_referral(first.referral.referral_id)
+
+    opened = await eventually(lambda: watch.events("CaseOpened"), 60, what="CaseOpened")
+    assert len(opened) == 1
+    ev = opened[0]
+    assert ev["_key"] == str(case_id) and ev["_topic"] == cases_svc.settings.topics.cases
+    assert ev["payload"]["case"] == {"case_id": str(case_id), "structure": "cpts-ecm",
+                                     "area": AREA_A, "mediator_id": "med-a"}
+    assert ev["payload"]["attached_to_existing"] is False
+    assert ev["payload"]["origin"] == "referral"
+    assert ev["correlation_id"] == str(first.referral.referral_id)
+
+    r = await client.get(f"/cases/{case_id}", headers=MEDIATOR_A)
+    assert r.status_code == 200, r.text
+    case = r.json()
+    assert case["status"] == "open" and case["waiting_first_contact"] is True
+    assert case["commune"] == "Lasalle" and case["referral_count"] == 1
+    # first contact due 2 working days after Monday 23 Nov (Paris): end of Wednesday 25
+    assert case["first_contact_due"].startswith("2026-11-25T23:00:00")
+    assert [t["kind"] for t in case["timeline"]] == ["case_opened"]
+
+    # a second referral, from another professional, for the same person (same blind index)
+    second = await routed_referral(cases_svc, who=who, source_system="pharmacie-sauve",
+                                   motives=[{"code": "find_gp"}], urgency="priority")
+    await eventually(lambda: len(watch.events("CaseOpened")) == 2, 60, what="attach event")
+    attached = watch.events("CaseOpened")[1]
+    assert attached["payload"]["attached_to_existing"] is True
+    assert attached["payload"]["case"]["case_id"] == str(case_id)
+    assert attached["payload"]["referral_id"] == str(second.referral.referral_id)
+    assert await cases_svc.pool.fetchval("SELECT count(*) FROM cases") == 1
+
+    case = (await client.get(f"/cases/{case_id}", headers=MEDIATOR_A)).json()
+    assert case["referral_count"] == 2 and case["version"] == 2
+    assert {m["code"] for m in case["motives"]} == {"access_to_rights", "find_gp"}
+    assert case["urgency"] == "priority"
+    assert [t["kind"] for t in case["timeline"]] == ["case_opened", "referral_attached"]
+
+    # each referrer is told 'received', keyed by its own source system
+    answers = await eventually(lambda: len(watch.events("ReferralStatusChanged")) == 2
+                               and watch.events("ReferralStatusChanged"), 60)
+    assert sorted((a["_key"], a["payload"]["status"]) for a in answers) == [
+        ("msp-lasalle", "received"), ("pharmacie-sauve", "received")]
+
+    # an unroutable referral is the coordinator's triage, not a case; nothing dead-lettered
+    await publish_routing(cases_svc, unroutable(await routed_referral(
+        cases_svc, who=person("Autre", "Personne"), publish=False)))
+    consumer = cases_svc.consumers[0]
+    await eventually(lambda: consumer.stats.ignored == 1, 60, what="unroutable ignored")
+    assert consumer.stats.dead_lettered == 0
+    assert await cases_svc.pool.fetchval("SELECT count(*) FROM cases") == 1
+
+    # another person: another case, in the caseload of the coordinator
+    await routed_referral(cases_svc, who=person("Petit", "Marc", "1990-01-01"), area=AREA_B,
+                          mediator="med-b")
+    await eventually(lambda: len(watch.events("CaseOpened")) == 3, 60)
+    load = (await client.get("/cases", headers=COORDINATOR)).json()
+    assert len(load) == 2
+    mine = (await client.get("/cases", headers=MEDIATOR_A)).json()
+    assert [c["case_id"] for c in mine] == [str(case_id)]
+
+
+async def test_corrected_or_rerouted_referral_updates_the_case_instead_of_opening_another(
+        cases_svc, client, watch):
+    who = person("Moreau", "Jean", "1970-02-02")
+    rid = uuid.uuid4()
+    first = await routed_referral(cases_svc, who=who, referral_id=rid)
+    case_id = case_id_for_referral(rid)
+    await eventually(lambda: watch.events("CaseOpened"), 60)
+
+    # the same event delivered again: no effect (inbox)
+    await publish_routing(cases_svc, first)
+    # revision 2, routed to another area and mediator (the commune was corrected)
+    await routed_referral(cases_svc, who=who, referral_id=rid, revision=2, area=AREA_B,
+                          mediator="med-b", urgency="urgent", consent=False)
+    await eventually(lambda: watch.events("CaseReferralUpdated"), 60, what="update event")
+    reassigned = await eventually(lambda: watch.events("CaseReassigned"), 60)
+    assert reassigned[0]["payload"]["from_mediator_id"] == "med-a"
+    assert reassigned[0]["payload"]["case"]["mediator_id"] == "med-b"
+    assert reassigned[0]["payload"]["reason"] == "rerouted"
+    upd = watch.events("CaseReferralUpdated")[0]["payload"]
+    assert upd["revision"] == 2 and upd["rerouted"] is True
+
+    # a late copy of revision 1 changes nothing
+    await routed_referral(cases_svc, who=who, referral_id=rid, revision=1)
+    consumer = cases_svc.consumers[0]
+    await eventually(lambda: consumer.stats.processed >= 3, 60)
+
+    assert await cases_svc.pool.fetchval("SELECT count(*) FROM cases") == 1
+    assert len(watch.events("CaseOpened")) == 1
+    # the case left area A: its former mediator no longer sees it, the coordinator does
+    assert (await client.get(f"/cases/{case_id}", headers=MEDIATOR_A)).status_code == 404
+    case = (await client.get(f"/cases/{case_id}", headers=COORDINATOR)).json()
+    assert (case["area"], case["mediator_id"], case["urgency"]) == (AREA_B, "med-b", "urgent")
+    assert case["referrals"][0]["revision"] == 2
+    assert case["referrals"][0]["consent_share_with_referrer"] is False
+    # urgent now: first contact due within 1 working day (end of Tuesday 24 Nov)
+    assert case["first_contact_due"].startswith("2026-11-24T23:00:00")
+    assert consumer.stats.dead_lettered == 0
