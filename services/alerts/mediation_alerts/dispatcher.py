@@ -1,0 +1,367 @@
+"""The background dispatcher: delivers due dispatches, and escalates unacknowledged alerts.
+
+Delivery is at-least-once with an idempotency key, made exactly-once by the receiver:
+
+1. *claim* (short transaction): due pending dispatches are locked with
+   ``FOR UPDATE SKIP LOCKED`` (several dispatchers may run), their attempt counter is
+   incremented and their next attempt pushed to ``now + lease``;
+2. *deliver* (no transaction held): webhook or e-mail, each endpoint behind its breaker;
+3. *record* (one transaction per dispatch): the attempt row, the dispatch state, and the
+   lifecycle event in the outbox (``AlertDispatched`` or ``AlertDeliveryFailed``).
+   A Kafka dispatch is delivered here, by writing ``AlertOutbound`` to the outbox.
+
+A crash between 2 and 3 leaves the dispatch pending: once the lease expires it is sent
+again, with the same ``Idempotency-Key`` (the alert id), and the receiver drops the copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+from mediation_core.errors import is_transient
+from mediation_core.sealing import KeyDestroyed
+from mediation_schemas.alerts import AlertDispatched, AlertEscalated, AlertOutbound
+
+from . import content, store
+from .channels import EmailChannel, Outcome, WebhookChannel, endpoint_of_url
+from .deadlines import ack_due
+from .directory import COORDINATOR, Authority
+from .links import make_token
+from .policy import CircuitBreaker, backoff_delay
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+_CLAIM = """
+WITH due AS (
+    SELECT dispatch_id FROM dispatches
+    WHERE state = 'pending' AND next_attempt_at <= $1
+    ORDER BY next_attempt_at LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+UPDATE dispatches d SET attempts = d.attempts + 1, next_attempt_at = $3
+FROM due WHERE d.dispatch_id = due.dispatch_id
+RETURNING d.*
+"""
+
+_CONTEXT = """
+SELECT a.alert_id, a.dysfunction_id, a.structure, a.authority_id, a.authority_name, a.category,
+       a.urgency, a.requires_identity, a.parent_alert_id, a.escalation_level, a.ack_due_at,
+       a.created_at,
+       d.commune, d.concerned, d.description, d.observed_on, d.reported_at, d.consented,
+       d.sealed_identity
+FROM alerts a JOIN dysfunctions d USING (dysfunction_id)
+WHERE a.alert_id = ANY($1::uuid[])
+"""
+
+
+class Dispatcher:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.policy = rt.policy
+        self.breaker = CircuitBreaker(rt.policy.breaker_threshold, rt.policy.breaker_cooldown,
+                                      rt.clock)
+        self.webhook: WebhookChannel | None = None
+        self.email = EmailChannel(rt.config.smtp, rt.policy.timeout)
+        self._stopping = False
+        self._sem = asyncio.Semaphore(rt.policy.concurrency)
+        # fault-injection hook for tests: runs after delivery, before the attempt is recorded
+        self.after_deliver: Callable[[dict, Outcome], Awaitable[None]] | None = None
+        self.delivered = 0
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self.rt.svc.pool is not None
+        return self.rt.svc.pool
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.rt.wake.set()
+
+    async def run(self, _svc: Any = None) -> None:
+        self.webhook = WebhookChannel(self.policy.timeout)
+        delay = 0.1
+        try:
+            while not self._stopping:
+                try:
+                    n = await self.dispatch_once()
+                    n += await self.escalate_once()
+                    delay = 0.1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not is_transient(exc):
+                        log.error("dispatcher loop failed", exc_info=True)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                if n == 0:
+                    self.rt.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.rt.wake.wait(), self.policy.poll_interval)
+        finally:
+            await self.webhook.close()
+
+    # ------------------------------------------------------------------ delivery
+    async def dispatch_once(self) -> int:
+        now = self.rt.clock()
+        lease_end = now + timedelta(seconds=self.policy.lease)
+        async with self.pool.acquire() as conn, conn.transaction():
+            claimed = [dict(r) for r in await conn.fetch(_CLAIM, now, self.policy.batch, lease_end)]
+        if not claimed:
+            return 0
+        async with self.pool.acquire() as conn:
+            ctx = {r["alert_id"]: dict(r) for r in await conn.fetch(
+                _CONTEXT, list({d["alert_id"] for d in claimed}))}
+            directories: dict[str, dict[str, Authority]] = {}
+            for a in ctx.values():
+                if a["structure"] not in directories:
+                    directories[a["structure"]] = await store.load_directory(conn, a["structure"])
+        await asyncio.gather(*(self._one(d, ctx[d["alert_id"]], directories[ctx[d["alert_id"]]["structure"]])
+                               for d in claimed))
+        return len(claimed)
+
+    async def _one(self, d: dict, a: dict, directory: dict[str, Authority]) -> None:
+        async with self._sem:
+            recipient = directory.get(d["recipient"]) or directory[COORDINATOR]
+            started = self.rt.clock()
+            t0 = time.perf_counter()
+            due = a["ack_due_at"] or ack_due(started, directory.get(
+                a["authority_id"], recipient).ack_spec(a["urgency"]))
+            endpoint: str | None = None
+            outcome: Outcome
+            try:
+                if d["channel"] == "kafka":
+                    outcome = Outcome(True, False, "outbox")
+                elif d["channel"] not in recipient.usable_channels():
+                    outcome = Outcome(False, False, "channel_not_configured")
+                else:
+                    endpoint = (endpoint_of_url(recipient.webhook_url or "")
+                                if d["channel"] == "webhook" else self.rt.config.smtp.endpoint)
+                    retry_at = self.breaker.allow(endpoint)
+                    if retry_at is not None:
+                        await self._record(d, a, directory, Outcome(False, True, "circuit_open"),
+                                           started, 0, endpoint, due, retry_at=retry_at)
+                        return
+                    outcome = await self._deliver(d, a, recipient, directory, due)
+                    if outcome.ok:
+                        self.breaker.success(endpoint)
+                    elif outcome.retryable:
+                        self.breaker.failure(endpoint)
+                    else:
+                        self.breaker.release(endpoint)
+            except Exception as exc:  # a bug or the vault unreachable: retry, never drop
+                outcome = Outcome(False, True, f"error_{type(exc).__name__}")
+                if not is_transient(exc):
+                    log.error("delivery raised", exc_info=True,
+                              extra={"fields": {"dispatch_id": str(d["dispatch_id"])}})
+            ms = int((time.perf_counter() - t0) * 1000)
+            if self.after_deliver is not None:
+                await self.after_deliver(d, outcome)
+            await self._record(d, a, directory, outcome, started, ms, endpoint, due)
+
+    async def _body(self, d: dict, a: dict, directory: dict[str, Authority], due) -> dict:
+        notice = None
+        kind = d["purpose"]
+        if kind == "coordinator_notice":
+            about = directory.get(a["authority_id"])
+            notice = {"reason": d["notice_reason"], "about_authority_id": a["authority_id"],
+                      "about_authority_name": about.name if about else a["authority_id"]}
+        expires = (due or self.rt.clock()) + timedelta(days=self.rt.config.link_ttl_days)
+        ack_url = (f"{self.rt.config.public_url}/alerts/ack/"
+                   f"{make_token(self.rt.link_key, a['alert_id'], expires)}"
+                   if kind == "alert" else None)
+        return content.alert_body(
+            message_id=str(d["message_id"]), kind=kind, alert=a, dysfunction=a,
+            authority_name=a["authority_name"], ack_due_at=due if kind == "alert" else None,
+            ack_url=ack_url, notice=notice)
+
+    async def _identity(self, a: dict) -> dict | None:
+        if not content.identity_allowed(consented=a["consented"],
+                                        rule_requires=a["requires_identity"],
+                                        sealed_present=a["sealed_identity"] is not None):
+            return None
+        if self.rt.vault is None:
+            self.rt.vault = self.rt.make_vault()
+        block = a["sealed_identity"]
+        block = orjson.loads(block) if isinstance(block, str) else block
+        try:
+            opened = await self.rt.vault.open(block, actor="alerts",
+                                              purpose=f"alert {a['alert_id']}")
+        except KeyDestroyed:
+            return None  # erased: the alert goes without the identity
+        return content.minimal_identity(opened)
+
+    async def _deliver(self, d: dict, a: dict, recipient: Authority,
+                       directory: dict[str, Authority], due) -> Outcome:
+        body = await self._body(d, a, directory, due)
+        if d["channel"] == "webhook":
+            assert self.webhook is not None and recipient.webhook_url and recipient.webhook_secret
+            if d["purpose"] == "alert":
+                person = await self._identity(a)
+                if person:
+                    body["person"] = person
+            raw = orjson.dumps(body)
+            return await self.webhook.send(url=recipient.webhook_url,
+                                           secret=recipient.webhook_secret,
+                                           message_id=str(d["message_id"]), body=raw)
+        # e-mail never carries the identity (fetched through the authenticated API)
+        subject, text = content.render_email(body)
+        msg = self.email.build(to=recipient.email or "", subject=subject, text=text,
+                               message_id=str(d["message_id"]))
+        return await self.email.send(msg)
+
+    async def _record(self, d: dict, a: dict, directory: dict[str, Authority], o: Outcome,
+                      started, ms: int, endpoint: str | None, due, retry_at=None) -> None:
+        rt = self.rt
+        now = rt.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            cur = await conn.fetchrow("SELECT state, attempts FROM dispatches WHERE dispatch_id=$1 "
+                                      "FOR UPDATE", d["dispatch_id"])
+            if cur is None or cur["state"] != "pending":
+                return  # recorded by another dispatcher after our lease expired
+            attempt = d["attempts"]
+            if o.detail == "circuit_open":
+                await conn.execute(
+                    "INSERT INTO attempts(dispatch_id, attempt, channel, endpoint, started_at, "
+                    "duration_ms, outcome, detail) VALUES ($1,$2,$3,$4,$5,0,'circuit_open',$6)",
+                    d["dispatch_id"], attempt, d["channel"], endpoint, started, o.detail)
+                # not a real attempt: it does not consume the budget
+                await conn.execute("UPDATE dispatches SET attempts = attempts - 1, "
+                                   "next_attempt_at = $2 WHERE dispatch_id = $1",
+                                   d["dispatch_id"], retry_at)
+                return
+            exhausted = attempt >= self.policy.max_attempts
+            if o.ok:
+                state_out = "delivered"
+            elif o.retryable and not exhausted:
+                state_out = "retry"
+            else:
+                state_out = "failed"
+            await conn.execute(
+                "INSERT INTO attempts(dispatch_id, attempt, channel, endpoint, started_at, "
+                "duration_ms, outcome, detail, http_status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+                d["dispatch_id"], attempt, d["channel"], endpoint, started, ms, state_out,
+                o.detail, o.http_status)
+            if state_out == "delivered":
+                await conn.execute("UPDATE dispatches SET state='delivered', delivered_at=$2, "
+                                   "last_error=NULL WHERE dispatch_id=$1", d["dispatch_id"], now)
+                if d["channel"] == "kafka":
+                    await self._kafka(conn, d, a, due)
+                if d["purpose"] == "alert":
+                    row = await conn.fetchrow(
+                        """UPDATE alerts SET status = CASE WHEN status = 'pending'
+                               THEN 'dispatched' ELSE status END,
+                             first_delivered_at = COALESCE(first_delivered_at, $2),
+                             ack_due_at = CASE WHEN acknowledged_at IS NULL AND status IN ('pending','dispatched')
+                               THEN COALESCE(ack_due_at, $3) ELSE ack_due_at END
+                           WHERE alert_id = $1 RETURNING *""", a["alert_id"], now, due)
+                    await rt.events.emit(conn, AlertDispatched(
+                        alert=store.alert_ref(row), channel=d["channel"], attempt=attempt,
+                        dispatched_at=now), row)
+                self.delivered += 1
+            elif state_out == "retry":
+                delay = backoff_delay(attempt, self.policy.base_delay, self.policy.max_delay)
+                await conn.execute("UPDATE dispatches SET next_attempt_at=$2, last_error=$3 "
+                                   "WHERE dispatch_id=$1", d["dispatch_id"],
+                                   now + timedelta(seconds=delay), o.detail)
+            else:
+                await conn.execute("UPDATE dispatches SET state='failed', last_error=$2 "
+                                   "WHERE dispatch_id=$1", d["dispatch_id"], o.detail)
+                log.warning("dispatch failed", extra={"fields": {
+                    "dispatch_id": str(d["dispatch_id"]), "alert_id": str(a["alert_id"]),
+                    "channel": d["channel"], "purpose": d["purpose"], "attempts": attempt,
+                    "reason": o.detail}})
+                if d["purpose"] == "alert":
+                    await self._maybe_fail_alert(conn, d, a, directory, o, attempt, now)
+
+    async def _maybe_fail_alert(self, conn, d, a, directory, o: Outcome, attempt: int, now) -> None:
+        """When no channel of the alert delivered and none is still trying."""
+        left = await conn.fetchval(
+            "SELECT count(*) FILTER (WHERE state <> 'failed') FROM dispatches "
+            "WHERE alert_id=$1 AND purpose='alert'", a["alert_id"])
+        row = await conn.fetchrow("SELECT * FROM alerts WHERE alert_id=$1 FOR UPDATE",
+                                  a["alert_id"])
+        # one channel failing while another delivered (or still tries) is in the attempts
+        # table; the alert as a whole fails only when every channel has failed
+        if left == 0 and row["status"] == "pending":
+            await store.fail_alert(conn, self.rt.events, row, directory, channel=d["channel"],
+                                   attempts=attempt, reason=o.detail or "failed", now=now)
+
+    async def _kafka(self, conn, d: dict, a: dict, due) -> None:
+        rt = self.rt
+        ref = store.alert_ref(a)
+        payload = AlertOutbound(
+            alert=ref, message_id=d["message_id"], kind=d["purpose"],
+            category_label=content.CATEGORY_LABELS.get(a["category"], a["category"]),
+            commune=a["commune"], concerned=a["concerned"], description=a["description"],
+            observed_on=a["observed_on"], reported_at=a["reported_at"],
+            ack_due_at=due if d["purpose"] == "alert" else None,
+            identity_available=content.identity_allowed(
+                consented=a["consented"], rule_requires=a["requires_identity"],
+                sealed_present=a["sealed_identity"] is not None))
+        await rt.events.emit(conn, payload, a, topic=rt.settings.topics.alerts_outbound,
+                             key=d["recipient"],
+                             event_id=uuid.uuid5(store.NS, f"outbound:{d['message_id']}:{d['recipient']}"))
+
+    # ------------------------------------------------------------------ escalation
+    async def escalate_once(self) -> int:
+        now = self.rt.clock()
+        n = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            due = await conn.fetch(
+                """SELECT * FROM alerts WHERE acknowledged_at IS NULL AND ack_due_at <= $1
+                     AND status IN ('dispatched', 'escalated')
+                   ORDER BY ack_due_at LIMIT 100 FOR UPDATE SKIP LOCKED""", now)
+            for a in due:
+                await self._escalate(conn, a, now)
+                n += 1
+        if n:
+            self.rt.wake.set()
+        return n
+
+    async def _escalate(self, conn, a, now) -> None:
+        rt = self.rt
+        seq = list(a["escalation_seq"])
+        level = a["escalation_level"] + 1
+        if level > len(seq):  # nobody left to tell: stays escalated, waiting for an answer
+            await conn.execute("UPDATE alerts SET ack_due_at=NULL WHERE alert_id=$1", a["alert_id"])
+            return
+        directory = await store.load_directory(conn, a["structure"])
+        target = seq[level - 1]
+        new_alert_id = None
+        if target == COORDINATOR:
+            await store.add_coordinator_notice(conn, a, directory, reason="no_acknowledgement",
+                                               level=level, now=now)
+            authority = directory.get(a["authority_id"]) or directory[COORDINATOR]
+            next_due = ack_due(now, authority.ack_spec(a["urgency"]))
+        else:
+            authority = directory.get(target) or directory[COORDINATOR]
+            new_alert_id = store.alert_id_for(a["dysfunction_id"], authority.authority_id)
+            rest = [x for x in seq[level:] if x != COORDINATOR]
+            child = await store.create_alert(
+                conn, alert_id=new_alert_id, dysfunction_id=a["dysfunction_id"],
+                structure=a["structure"], category=a["category"], urgency=a["urgency"],
+                authority=authority, requires_identity=a["requires_identity"],
+                escalation_seq=[COORDINATOR, *rest], now=now, parent_alert_id=a["alert_id"])
+            if child is not None and not authority.usable_channels():
+                await store.fail_alert(conn, rt.events, child, directory, channel="none",
+                                       attempts=0, reason="no_channel_configured", now=now)
+            next_due = None  # the next authority's alert carries the deadline from now on
+        await conn.execute(
+            """UPDATE alerts SET status='escalated', escalation_level=$2, escalated_at=$3,
+                      escalated_to=$4, ack_due_at=$5 WHERE alert_id=$1""",
+            a["alert_id"], level, now, target, next_due)
+        await rt.events.emit(conn, AlertEscalated(
+            alert=store.alert_ref(a), level=level, escalated_to=target, escalated_at=now,
+            reason="no_acknowledgement", new_alert_id=new_alert_id), a)
+        log.info("alert escalated", extra={"fields": {"alert_id": str(a["alert_id"]),
+                                                      "level": level, "to": target}})

@@ -1,0 +1,57 @@
+"""What the handlers, the dispatcher and the API of one alerts service share."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+
+from mediation_core.auth import api_key
+from mediation_core.sealing import KeyVault
+from mediation_core.service import Service
+
+from .channels import SmtpConfig
+from .clock import Clock, system_clock
+from .links import link_key
+from .policy import DeliveryPolicy
+from .store import Events
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    public_url: str = "http://127.0.0.1:8084"   # base of the signed acknowledgement links
+    link_ttl_days: int = 60
+
+    @classmethod
+    def from_env(cls) -> AlertsConfig:
+        e = os.environ.get
+        return cls(
+            smtp=SmtpConfig(host=e("MEDIATION_SMTP_HOST", "127.0.0.1"),
+                            port=int(e("MEDIATION_SMTP_PORT", "2525")),
+                            sender=e("MEDIATION_SMTP_FROM", "veille@mediation.invalid"),
+                            starttls=e("MEDIATION_SMTP_STARTTLS", "0") == "1",
+                            username=e("MEDIATION_SMTP_USER") or None,
+                            password=e("MEDIATION_SMTP_PASSWORD") or None),
+            public_url=e("MEDIATION_ALERTS_PUBLIC_URL", "http://127.0.0.1:8084").rstrip("/"),
+        )
+
+
+class Runtime:
+    def __init__(self, svc: Service, *, clock: Clock | None, policy: DeliveryPolicy | None,
+                 config: AlertsConfig | None) -> None:
+        self.svc = svc
+        self.settings = svc.settings
+        self.clock: Clock = clock or system_clock
+        self.policy = policy or DeliveryPolicy()
+        self.config = config or AlertsConfig.from_env()
+        self.events = Events(svc.outbox, svc.settings.topics)
+        self.wake = asyncio.Event()
+        self.link_key = link_key(api_key())
+        self.vault: KeyVault | None = None
+
+    def make_vault(self) -> KeyVault:
+        s = self.settings
+        assert self.svc.pool is not None
+        return KeyVault(self.svc.pool, {s.master_key_id: s.master_key}, s.master_key_id,
+                        schema=s.keyvault_schema)

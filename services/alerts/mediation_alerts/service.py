@@ -1,0 +1,61 @@
+"""The alerts service: dysfunction signals delivered to the competent authorities,
+acknowledged or escalated (SYSTEM.md; issue #7).
+
+Consumes ``DysfunctionReported`` (topic ``dysfunctions``) and only plans: alert and
+dispatch rows, in the inbox transaction. The dispatcher (a background task) delivers by
+webhook, e-mail or Kafka, records every attempt, and escalates unacknowledged alerts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mediation_core.service import Service
+from mediation_core.settings import Settings
+from mediation_schemas.alerts import (
+    AlertAcknowledged,
+    AlertDeliveryFailed,
+    AlertDispatched,
+    AlertEscalated,
+    AlertOutbound,
+)
+from mediation_schemas.cases import DysfunctionReported
+
+from . import api, handlers
+from .clock import Clock
+from .dispatcher import Dispatcher
+from .policy import DeliveryPolicy
+from .runtime import AlertsConfig, Runtime
+
+CHANNELS = {
+    "consumes": {"dysfunctions": [DysfunctionReported]},
+    "emits": {
+        "alerts": [AlertDispatched, AlertDeliveryFailed, AlertAcknowledged, AlertEscalated],
+        "alerts_outbound": [AlertOutbound],
+    },
+}
+
+
+def build(settings: Settings, *, clock: Clock | None = None, policy: DeliveryPolicy | None = None,
+          config: AlertsConfig | None = None) -> Service:
+    svc = Service(settings, migrations=Path(__file__).parent / "migrations",
+                  title="mediation alerts")
+    rt = Runtime(svc, clock=clock, policy=policy, config=config)
+    dispatcher = Dispatcher(rt)
+    t = settings.topics
+    svc.produced_topics += [t.alerts, t.alerts_outbound]
+    svc.consumer("dysfunctions", [t.dysfunctions], handlers.register(rt))
+    svc.background.append(dispatcher.run)
+    svc.app.include_router(api.router(rt))
+
+    # the dispatcher stops with the service (Service.stop waits for background tasks)
+    base_stop = svc.stop
+
+    async def stop() -> None:
+        dispatcher.stop()
+        await base_stop()
+
+    svc.stop = stop  # type: ignore[method-assign]
+    svc.alerts = rt  # type: ignore[attr-defined]
+    svc.dispatcher = dispatcher  # type: ignore[attr-defined]
+    return svc

@@ -1,0 +1,202 @@
+"""Delivery on the real stack against real receivers that fail, hang, answer 500, then
+recover: every alert reaches its receiver exactly once (idempotency key), none is lost;
+a receiver down for the whole budget gives AlertDeliveryFailed and the coordinator is told."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import orjson
+import pytest
+
+from mediation_alerts.policy import DeliveryPolicy
+from tests.conftest import eventually
+from tests.helpers import read_topic, values
+
+from .conftest import FAST, configure, dysfunction, report
+from .receivers import SmtpReceiver, WebhookReceiver, free_port
+
+pytestmark = pytest.mark.stack
+
+SECRET = "s3cret-for-the-authorities-hooks"
+
+
+async def _events(svc, expect: int | None = None, idle: float = 1.5) -> list[dict]:
+    s = svc.settings
+    return values(await read_topic(s.kafka_bootstrap, s.topics.alerts, expect=expect,
+                                   timeout=60, idle=idle))
+
+
+async def test_flaky_receivers_get_every_alert_exactly_once(make_alerts):
+    hook = WebhookReceiver(SECRET, script=["500", "timeout", "503", "500", "timeout", "500"])
+    smtp = SmtpReceiver(script=["451", "timeout", "451"])
+    svc = await make_alerts(smtp_port=smtp.port)
+    # both receivers are down at first: connections refused
+    await configure(svc, "defenseur_droits", channels=["webhook"], webhook_url=hook.url,
+                    webhook_secret=SECRET)
+    await configure(svc, "cpam_conciliateur", channels=["email"], email="conciliateur@cpam.test")
+    await configure(svc, "mairie_hygiene", channels=["webhook", "email"], webhook_url=hook.url,
+                    webhook_secret=SECRET, email="schs@mairie.test")
+    await configure(svc, "ars", channels=["kafka"])
+    await configure(svc, "cpam", channels=["webhook"], webhook_url=hook.url, webhook_secret=SECRET)
+    await configure(svc, "ars_alerte", channels=["webhook", "kafka"], webhook_url=hook.url,
+                    webhook_secret=SECRET)
+    await configure(svc, "coordinator", channels=["email"], email="coordination@cpts.test")
+
+    cats = ["care_refusal", "insalubrious_housing", "rights_blockage", "health_risk",
+            "interpreting_lack", "other"] * 2
+    items = [dysfunction(c, urgency="urgent" if i % 3 == 0 else "normal")
+             for i, c in enumerate(cats)]
+    await report(svc, items)
+    pool = svc.pool
+    # 2+2+1+1+1+1 alerts per round of categories
+    await eventually(lambda: _eq(pool, "SELECT count(*) FROM alerts", 16), 60, what="16 alerts")
+    await eventually(lambda: _ge(pool, "SELECT count(*) FROM attempts WHERE detail = "
+                                 "'connection_refused'", 6), 60, what="refused attempts")
+    await hook.start()
+    await smtp.start()
+    try:
+        await eventually(lambda: _eq(pool, "SELECT count(*) FROM dispatches WHERE state <> "
+                                     "'delivered'", 0), 90, what="every dispatch delivered")
+        alerts = {r["alert_id"]: r for r in await pool.fetch("SELECT * FROM alerts")}
+        dispatches = await pool.fetch("SELECT alert_id, channel, message_id FROM dispatches")
+        want_hook = {str(d["message_id"]) for d in dispatches if d["channel"] == "webhook"}
+        want_mail = {str(d["message_id"]) for d in dispatches if d["channel"] == "email"}
+        want_kafka = [d for d in dispatches if d["channel"] == "kafka"]
+        assert len(want_hook) == 8 and len(want_mail) == 8 and len(want_kafka) == 4
+
+        # the receivers' view: each alert processed once, none missing, none extra
+        assert set(hook.processed) == want_hook
+        assert all(n == 1 for n in hook.process_count.values()), hook.process_count
+        assert set(smtp.processed) == want_mail
+        assert all(n == 1 for n in smtp.handler.process_count.values())
+        # the faults really happened, and the copies after timeouts were recognised
+        seen = Counter(what for _, what in hook.requests)
+        assert seen["500"] >= 3 and seen["503"] >= 1 and seen["timeout"] == 2
+        assert seen["duplicate"] >= 2, "a timed-out delivery is re-sent with the same key"
+        assert "451" in smtp.handler.received
+        assert hook.rejected == []
+        details = {r["detail"] for r in await pool.fetch("SELECT DISTINCT detail FROM attempts "
+                                                         "WHERE outcome = 'retry'")}
+        assert {"connection_refused", "http_500", "http_503", "timeout", "smtp_451"} <= details
+        assert await pool.fetchval("SELECT count(*) FROM attempts WHERE outcome='delivered'") == 20
+
+        # webhook bodies are the minimal content
+        body = next(iter(hook.processed.values()))
+        assert {"category", "commune", "concerned", "observed_on", "reported_at",
+                "description", "ack_url"} <= set(body)
+        assert "person" not in body
+
+        # one AlertDispatched per (alert, channel), nothing failed
+        evs = await _events(svc, expect=20)
+        assert Counter(e["type"] for e in evs) == {"AlertDispatched": 20}
+        assert Counter((e["payload"]["alert"]["alert_id"], e["payload"]["channel"])
+                       for e in evs).most_common(1)[0][1] == 1
+        assert all(a["status"] == "dispatched" and a["ack_due_at"] is not None
+                   for a in alerts.values())
+        # kafka-channel alerts on the outbound topic, keyed by authority id
+        s = svc.settings
+        out = await read_topic(s.kafka_bootstrap, s.topics.alerts_outbound, expect=4, timeout=60)
+        assert sorted(r.key.decode() for r in out) == sorted(
+            alerts[d["alert_id"]]["authority_id"] for d in want_kafka)
+        assert all(orjson.loads(r.value)["type"] == "AlertOutbound" for r in out)
+    finally:
+        await hook.stop()
+        await smtp.stop()
+
+
+async def test_receiver_down_for_whole_budget_fails_and_tells_coordinator(make_alerts):
+    smtp = SmtpReceiver()
+    await smtp.start()
+    wrong = WebhookReceiver("another-secret-than-the-senders")
+    await wrong.start()
+    policy = DeliveryPolicy(**{**FAST.__dict__, "max_attempts": 3, "base_delay": 0.02,
+                               "max_delay": 0.1, "breaker_threshold": 10})
+    svc = await make_alerts(policy=policy, smtp_port=smtp.port)
+    dead_url = f"http://127.0.0.1:{free_port()}/hooks/alerts"
+    try:
+        await configure(svc, "defenseur_droits", channels=["webhook"], webhook_url=dead_url,
+                        webhook_secret=SECRET)
+        await configure(svc, "cpam_conciliateur", channels=["webhook"], webhook_url=dead_url,
+                        webhook_secret=SECRET)
+        await configure(svc, "cpam", channels=["webhook"], webhook_url=wrong.url,
+                        webhook_secret=SECRET)
+        await configure(svc, "coordinator", channels=["email"], email="coordination@cpts.test")
+        d1 = dysfunction("care_refusal")
+        d2 = dysfunction("rights_blockage")
+        await report(svc, [d1, d2])
+        pool = svc.pool
+        await eventually(lambda: _eq(pool, "SELECT count(*) FROM alerts WHERE status='failed'", 3),
+                         60, what="3 failed alerts")
+        # the dead endpoint was tried exactly the budget; the refusing one once (401 is final)
+        per = {r["authority_id"]: r["n"] for r in await pool.fetch(
+            "SELECT a.authority_id, count(*) AS n FROM attempts t JOIN dispatches d USING "
+            "(dispatch_id) JOIN alerts a USING (alert_id) WHERE d.purpose='alert' "
+            "AND t.outcome <> 'circuit_open' GROUP BY 1")}
+        assert per == {"defenseur_droits": 3, "cpam_conciliateur": 3, "cpam": 1}
+        assert wrong.rejected == ["bad_signature"], "the verifier refused the forged signature"
+        assert wrong.processed == {}
+
+        evs = await _events(svc, expect=6)
+        failed = [e["payload"] for e in evs if e["type"] == "AlertDeliveryFailed"]
+        escal = [e["payload"] for e in evs if e["type"] == "AlertEscalated"]
+        assert sorted(f["alert"]["authority_id"] for f in failed) == [
+            "cpam", "cpam_conciliateur", "defenseur_droits"]
+        assert all(f["coordinator_notified"] for f in failed)
+        assert {f["reason"] for f in failed} == {"connection_refused", "http_401"}
+        assert sorted(f["attempts"] for f in failed) == [1, 3, 3]
+        assert [e["escalated_to"] for e in escal] == ["coordinator"] * 3
+        assert {e["reason"] for e in escal} == {"delivery_failed"}
+        assert not [e for e in evs if e["type"] == "AlertDispatched"]
+        # the coordinator got one notice per failed alert, by e-mail
+        await eventually(lambda: len(smtp.processed) == 3, 60, what="coordinator notices")
+        texts = [smtp.body(k) for k in smtp.processed]
+        assert all("n'a pu être remis" in t for t in texts)
+        subjects = [m["Subject"] for m in smtp.processed.values()]
+        assert all(s.startswith("[Veille]") for s in subjects)
+    finally:
+        await smtp.stop()
+        await wrong.stop()
+
+
+async def test_crash_between_delivery_and_record_resends_same_key_receiver_dedups(
+        make_alerts, clock):
+    hook = WebhookReceiver(SECRET)
+    await hook.start()
+    svc = await make_alerts()
+    crashed = asyncio.Event()
+
+    async def crash_once(d, outcome):
+        if not crashed.is_set():
+            crashed.set()
+            raise RuntimeError("dispatcher killed after delivery, before recording it")
+
+    svc.dispatcher.after_deliver = crash_once
+    try:
+        await configure(svc, "cpam", channels=["webhook"], webhook_url=hook.url,
+                        webhook_secret=SECRET)
+        await report(svc, [dysfunction("rights_blockage")])
+        await eventually(crashed.is_set, 60, what="the crash")
+        pool = svc.pool
+        assert await pool.fetchval("SELECT state FROM dispatches") == "pending"
+        assert len(hook.processed) == 1, "the receiver got it before the crash"
+        clock.advance(seconds=FAST.lease + 1)  # the lease of the crashed claim expires
+        await eventually(lambda: _eq(pool, "SELECT count(*) FROM dispatches WHERE "
+                                     "state='delivered'", 1), 60, what="re-sent and recorded")
+        keys = [k for k, what in hook.requests]
+        assert len(keys) == 2 and keys[0] == keys[1], "same idempotency key on the re-send"
+        assert [what for _, what in hook.requests] == ["ok", "duplicate"]
+        assert hook.process_count == {keys[0]: 1}
+        evs = await _events(svc, expect=1)
+        assert [e["type"] for e in evs] == ["AlertDispatched"]
+    finally:
+        await hook.stop()
+
+
+async def _eq(pool, sql: str, n: int) -> bool:
+    return await pool.fetchval(sql) == n
+
+
+async def _ge(pool, sql: str, n: int) -> bool:
+    return await pool.fetchval(sql) >= n
