@@ -6,6 +6,7 @@ from . import (  # noqa: F401  (registers the event models)
     received,  # noqa: F401  (the public ReferralReceived contract)
     referrals,
 )
+from . import territory  # noqa: F401  (TerritoryChanged, consumed by routing)
 from .envelope import (
     DecodeError,
     Envelope,

@@ -68,6 +68,7 @@ class PlaceRef(Strict):
     kind: str = Field(description="commune or neighbourhood")
     code: str = Field(description="INSEE code for a commune, neighbourhood id otherwise.")
     name: str = Field(description="Official name.")
+    department: str | None = Field(default=None, description="Department code, e.g. 30.")
 
 
 class RoutingDecision(Strict):
@@ -79,6 +80,15 @@ class RoutingDecision(Strict):
         default="area_mediator",
         description="area_mediator, or the fallback taken (mediator_absent, over_capacity...).",
     )
+    assigned_by: str | None = Field(
+        default=None, description="area, structure_fallback (another mediator of the "
+        "structure because of assignment_reason), or manual.")
+    trigger: str | None = Field(
+        default=None, description="What made this decision: accepted, correction, "
+        "territory_change, manual.")
+    homonyms_elsewhere: list[str] = Field(
+        default_factory=list, description="INSEE codes of same-name communes outside the "
+        "territory that were set aside (the name was routed without a contrary hint).")
 
 
 @register
@@ -116,3 +126,10 @@ class ReferralUnroutable(Payload):
     candidates: list[Candidate] = Field(default_factory=list)
     territory_version: int | None = None
     structure: str | None = Field(default=None, description="Triage queue's structure, if known.")
+    area: str | None = Field(default=None, description="The area, when the place was found "
+                             "but no mediator can take it (no_mediator).")
+    reason_detail: str | None = Field(
+        default=None, description="Finer machine code: postcode_mismatch, department_mismatch, "
+        "homonyms, several_areas, postcode_shared, city_needs_neighbourhood, incomplete_name, "
+        "uncertain_spelling, mediator_absent, over_capacity...")
+    trigger: str | None = Field(default=None, description="accepted, correction, territory_change.")
