@@ -1,0 +1,356 @@
+-- Indicator views, derived on the fly from the incrementally maintained tables of 001.
+-- Raw views are named v_*; the coordinator role reads them. French labels of every view
+-- and column are set by the service at start (COMMENT ON, from mediation_reporting.catalog)
+-- and documented in services/reporting/VIEWS.md.
+--
+-- Periods are calendar periods in Europe/Paris: mois (YYYY-MM), trimestre (YYYY-Tn),
+-- annee (YYYY). Geography levels: structure, secteur (sub-territory), mediateur; a row of
+-- level "structure" has secteur and mediateur NULL, a row of level "secteur" has mediateur NULL.
+
+CREATE TABLE IF NOT EXISTS libelles (
+    domaine text NOT NULL,
+    code    text NOT NULL,
+    libelle text NOT NULL,
+    PRIMARY KEY (domaine, code)
+);
+
+CREATE OR REPLACE FUNCTION periodes(ts timestamptz)
+RETURNS TABLE (type_periode text, periode text)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT v.t, v.p FROM (VALUES
+        ('mois', to_char(ts AT TIME ZONE 'Europe/Paris', 'YYYY-MM')),
+        ('trimestre', to_char(ts AT TIME ZONE 'Europe/Paris', 'YYYY-"T"Q')),
+        ('annee', to_char(ts AT TIME ZONE 'Europe/Paris', 'YYYY'))
+    ) AS v(t, p)
+$$;
+
+-- ---------------------------------------------------------------- facts (helper views)
+
+CREATE OR REPLACE VIEW f_dossiers AS
+SELECT c.case_id,
+       coalesce(c.structure, '(non attribuée)') AS structure,
+       coalesce(c.area, '(non précisé)') AS secteur,
+       coalesce(c.mediator_id, '(non précisé)') AS mediateur,
+       coalesce(c.person_ref, c.case_id::text) AS personne,
+       c.origin, c.urgency,
+       coalesce(c.referral_received_at, c.opened_at) AS debut,
+       c.referral_received_at, c.opened_at, c.first_contact_at,
+       CASE WHEN c.closed_at IS NOT NULL AND (c.reopened_at IS NULL OR c.reopened_at < c.closed_at)
+            THEN c.closed_at END AS cloture_at,
+       (c.closed_at IS NULL OR (c.reopened_at IS NOT NULL AND c.reopened_at >= c.closed_at)) AS ouvert,
+       (c.overdue_reminders + c.overdue_escalations) > 0 AS premier_contact_hors_delai
+FROM cases c
+WHERE c.opened_at IS NOT NULL;
+
+CREATE OR REPLACE VIEW f_activite AS
+SELECT d.structure, d.secteur, d.mediateur, d.opened_at AS at, 'ouverture'::text AS kind,
+       d.personne, d.origin IN ('outreach', 'permanence') AS rencontre,
+       0 AS participants, 0 AS professionnels
+FROM f_dossiers d
+UNION ALL
+SELECT d.structure, d.secteur, d.mediateur, d.first_contact_at, 'premier_contact', d.personne, true, 0, 0
+FROM f_dossiers d WHERE d.first_contact_at IS NOT NULL
+UNION ALL
+SELECT coalesce(a.structure, '(non attribuée)'), coalesce(a.area, '(non précisé)'),
+       coalesce(a.mediator_id, '(non précisé)'), a.occurred_at, a.kind,
+       coalesce(c.person_ref, a.case_id::text), a.kind <> 'contact_attempt', 0, 0
+FROM case_actions a LEFT JOIN cases c ON c.case_id = a.case_id
+UNION ALL
+SELECT coalesce(x.structure, '(non attribuée)'), coalesce(x.area, '(non précisé)'),
+       coalesce(x.recorded_by, '(non précisé)'), x.held_on, 'collectif:' || x.kind, NULL, false,
+       x.participants, x.professionals
+FROM collective_actions x;
+
+CREATE OR REPLACE VIEW f_orientations AS
+SELECT r.referral_key,
+       coalesce(r.structure, r.env_structure, '(non attribuée)') AS structure,
+       coalesce(r.area, '(non routée)') AS secteur,
+       coalesce(r.mediator_id, '(non routée)') AS mediateur,
+       coalesce(r.referrer_kind, '(non précisé)') AS source,
+       coalesce(r.source_system, '(non précisé)') AS systeme_source,
+       r.received_at,
+       CASE WHEN (r.accepted_at IS NOT NULL OR r.routing_status IS NOT NULL)
+                 AND (r.rejected_at IS NULL OR coalesce(r.accepted_at, r.routing_at) >= r.rejected_at)
+            THEN 'acceptee' ELSE 'refusee' END AS decision,
+       r.routing_status, r.motives
+FROM referrals r
+WHERE r.received_at IS NOT NULL
+  AND (r.accepted_at IS NOT NULL OR r.rejected_at IS NOT NULL OR r.routing_status IS NOT NULL);
+
+-- ---------------------------------------------------------------- process indicators
+
+CREATE OR REPLACE VIEW v_activite AS
+SELECT p.type_periode, p.periode,
+       CASE GROUPING(f.secteur, f.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
+       f.structure, f.secteur, f.mediateur,
+       count(DISTINCT f.personne) FILTER (WHERE f.rencontre) AS personnes_rencontrees,
+       count(*) FILTER (WHERE f.kind = 'ouverture') AS dossiers_ouverts,
+       count(*) FILTER (WHERE f.kind = 'premier_contact') AS premiers_contacts,
+       count(*) FILTER (WHERE f.kind = 'contact_attempt') AS tentatives_contact,
+       count(*) FILTER (WHERE f.kind = 'interview') AS entretiens,
+       count(*) FILTER (WHERE f.kind = 'information') AS informations,
+       count(*) FILTER (WHERE f.kind = 'orientation') AS orientations,
+       count(*) FILTER (WHERE f.kind = 'appointment') AS rendez_vous,
+       count(*) FILTER (WHERE f.kind = 'accompaniment') AS accompagnements_physiques,
+       count(*) FILTER (WHERE f.kind = 'rights_procedure') AS demarches_droits,
+       count(*) FILTER (WHERE f.kind = 'interpreting') AS interpretariats,
+       count(*) FILTER (WHERE f.kind = 'collectif:awareness_session') AS seances_information,
+       count(*) FILTER (WHERE f.kind LIKE 'collectif:%'
+                          AND f.kind NOT IN ('collectif:partner_meeting', 'collectif:professional_tool')) AS actions_collectives,
+       coalesce(sum(f.participants) FILTER (WHERE f.kind LIKE 'collectif:%'
+                          AND f.kind NOT IN ('collectif:partner_meeting', 'collectif:professional_tool')), 0)::bigint AS participants_actions_collectives,
+       count(*) FILTER (WHERE f.kind = 'collectif:professional_tool') AS outils_professionnels,
+       count(*) FILTER (WHERE f.kind = 'collectif:partner_meeting') AS reunions_partenaires
+FROM f_activite f CROSS JOIN LATERAL periodes(f.at) p
+WHERE f.at IS NOT NULL
+GROUP BY p.type_periode, p.periode,
+         GROUPING SETS ((f.structure), (f.structure, f.secteur), (f.structure, f.secteur, f.mediateur));
+
+-- every kind of action, including kinds this view set does not name
+CREATE OR REPLACE VIEW v_actions_par_type AS
+SELECT p.type_periode, p.periode, f.structure, f.kind AS type_action,
+       count(*) AS actions,
+       coalesce(sum(f.participants), 0)::bigint AS participants,
+       coalesce(sum(f.professionnels), 0)::bigint AS professionnels
+FROM f_activite f CROSS JOIN LATERAL periodes(f.at) p
+WHERE f.at IS NOT NULL
+GROUP BY p.type_periode, p.periode, f.structure, f.kind;
+
+CREATE OR REPLACE VIEW v_orientations AS
+SELECT p.type_periode, p.periode,
+       CASE GROUPING(f.secteur, f.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
+       f.structure, f.secteur, f.mediateur,
+       CASE WHEN GROUPING(f.source) = 1 THEN '(toutes sources)' ELSE f.source END AS source,
+       count(*) AS recues,
+       count(*) FILTER (WHERE f.decision = 'acceptee') AS acceptees,
+       count(*) FILTER (WHERE f.decision = 'refusee') AS refusees,
+       count(*) FILTER (WHERE f.decision = 'acceptee' AND f.routing_status = 'routed') AS routees,
+       count(*) FILTER (WHERE f.decision = 'acceptee' AND f.routing_status = 'unroutable') AS non_routables
+FROM f_orientations f CROSS JOIN LATERAL periodes(f.received_at) p
+GROUP BY p.type_periode, p.periode,
+         GROUPING SETS ((f.structure), (f.structure, f.secteur), (f.structure, f.secteur, f.mediateur),
+                        (f.structure, f.source), (f.structure, f.secteur, f.source),
+                        (f.structure, f.secteur, f.mediateur, f.source));
+
+CREATE OR REPLACE VIEW v_orientations_par_systeme AS
+SELECT p.type_periode, p.periode, f.systeme_source,
+       count(*) AS recues,
+       count(*) FILTER (WHERE f.decision = 'acceptee') AS acceptees,
+       count(*) FILTER (WHERE f.decision = 'refusee') AS refusees
+FROM f_orientations f CROSS JOIN LATERAL periodes(f.received_at) p
+GROUP BY p.type_periode, p.periode, f.systeme_source;
+
+-- ---------------------------------------------------------------- motives
+
+CREATE OR REPLACE VIEW v_motifs AS
+WITH m AS (
+    SELECT f.referral_key, f.structure, f.secteur, f.mediateur, f.received_at, x.motif
+    FROM f_orientations f CROSS JOIN LATERAL unnest(f.motives) AS x(motif)
+    WHERE f.decision = 'acceptee'
+), a AS (
+    SELECT p.type_periode, p.periode, GROUPING(m.secteur, m.mediateur) AS g, GROUPING(m.motif) AS gm,
+           m.structure, m.secteur, m.mediateur, m.motif,
+           count(*) AS mentions, count(DISTINCT m.referral_key) AS orientations
+    FROM m CROSS JOIN LATERAL periodes(m.received_at) p
+    GROUP BY p.type_periode, p.periode,
+             GROUPING SETS ((m.structure, m.motif), (m.structure, m.secteur, m.motif),
+                            (m.structure, m.secteur, m.mediateur, m.motif),
+                            (m.structure), (m.structure, m.secteur), (m.structure, m.secteur, m.mediateur))
+)
+SELECT a.type_periode, a.periode,
+       CASE a.g WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
+       a.structure, a.secteur, a.mediateur,
+       CASE WHEN a.gm = 1 THEN '(tous motifs)' ELSE a.motif END AS motif,
+       CASE WHEN a.gm = 1 THEN 'Tous motifs' ELSE coalesce(l.libelle, a.motif) END AS motif_libelle,
+       a.mentions, a.orientations,
+       round(100.0 * a.mentions / nullif(t.mentions, 0), 1) AS part_mentions_pct,
+       round(100.0 * a.orientations / nullif(t.orientations, 0), 1) AS part_orientations_pct
+FROM a
+JOIN a t ON t.gm = 1 AND t.g = a.g AND t.type_periode = a.type_periode AND t.periode = a.periode
+        AND t.structure = a.structure AND t.secteur IS NOT DISTINCT FROM a.secteur
+        AND t.mediateur IS NOT DISTINCT FROM a.mediateur
+LEFT JOIN libelles l ON l.domaine = 'motif' AND l.code = a.motif;
+
+-- ---------------------------------------------------------------- result indicators
+
+CREATE OR REPLACE VIEW f_resultats AS
+SELECT coalesce(a.structure, '(non attribuée)') AS structure, coalesce(a.area, '(non précisé)') AS secteur,
+       coalesce(a.mediator_id, '(non précisé)') AS mediateur, a.occurred_at AS at,
+       CASE a.status WHEN 'opened' THEN 'droit_ouvert' ELSE 'droit_depose' END AS kind,
+       coalesce(c.person_ref, a.case_id::text) AS personne, NULL::int AS v0, NULL::int AS v1
+FROM case_actions a LEFT JOIN cases c ON c.case_id = a.case_id
+WHERE a.kind = 'rights_procedure' AND a.status IN ('opened', 'filed')
+UNION ALL
+SELECT coalesce(a.structure, '(non attribuée)'), coalesce(a.area, '(non précisé)'),
+       coalesce(a.mediator_id, '(non précisé)'), a.occurred_at, 'orientation_evaluee',
+       coalesce(c.person_ref, a.case_id::text), NULL, a.lasting_care::int
+FROM case_actions a LEFT JOIN cases c ON c.case_id = a.case_id
+WHERE a.kind = 'orientation' AND a.lasting_care IS NOT NULL
+UNION ALL
+SELECT coalesce(t1.structure, '(non attribuée)'), coalesce(t1.area, '(non précisé)'),
+       coalesce(t1.mediator_id, '(non précisé)'), t1.occurred_at, 'autonomie',
+       coalesce(c.person_ref, t1.case_id::text), t0.autonomy_score, t1.autonomy_score
+FROM (SELECT DISTINCT ON (case_id) * FROM case_actions
+      WHERE kind = 'autonomy_assessment' AND autonomy_phase = 'T1' AND autonomy_score IS NOT NULL
+      ORDER BY case_id, occurred_at DESC, action_id DESC) t1
+JOIN (SELECT DISTINCT ON (case_id) * FROM case_actions
+      WHERE kind = 'autonomy_assessment' AND autonomy_phase = 'T0' AND autonomy_score IS NOT NULL
+      ORDER BY case_id, occurred_at, action_id) t0 ON t0.case_id = t1.case_id
+LEFT JOIN cases c ON c.case_id = t1.case_id;
+
+CREATE OR REPLACE VIEW v_resultats AS
+SELECT p.type_periode, p.periode,
+       CASE GROUPING(f.secteur, f.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
+       f.structure, f.secteur, f.mediateur,
+       count(*) FILTER (WHERE f.kind = 'droit_depose') AS demarches_droits_deposees,
+       count(*) FILTER (WHERE f.kind = 'droit_ouvert') AS droits_ouverts,
+       count(DISTINCT f.personne) FILTER (WHERE f.kind = 'droit_ouvert') AS personnes_droits_ouverts,
+       count(*) FILTER (WHERE f.kind = 'orientation_evaluee') AS orientations_evaluees,
+       count(*) FILTER (WHERE f.kind = 'orientation_evaluee' AND f.v1 = 1) AS orientations_soins_durables,
+       round(100.0 * count(*) FILTER (WHERE f.kind = 'orientation_evaluee' AND f.v1 = 1)
+             / nullif(count(*) FILTER (WHERE f.kind = 'orientation_evaluee'), 0), 1) AS part_soins_durables_pct,
+       count(*) FILTER (WHERE f.kind = 'autonomie') AS personnes_evaluees_t0_t1,
+       count(*) FILTER (WHERE f.kind = 'autonomie' AND f.v1 > f.v0) AS personnes_autonomie_en_progres,
+       round(avg(f.v0) FILTER (WHERE f.kind = 'autonomie'), 1) AS score_autonomie_t0_moyen,
+       round(avg(f.v1) FILTER (WHERE f.kind = 'autonomie'), 1) AS score_autonomie_t1_moyen
+FROM f_resultats f CROSS JOIN LATERAL periodes(f.at) p
+GROUP BY p.type_periode, p.periode,
+         GROUPING SETS ((f.structure), (f.structure, f.secteur), (f.structure, f.secteur, f.mediateur));
+
+-- ---------------------------------------------------------------- caseload, delays, closures
+
+CREATE OR REPLACE VIEW v_file_active AS
+SELECT CASE GROUPING(d.secteur, d.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
+       d.structure, d.secteur, d.mediateur,
+       count(*) AS dossiers_actifs,
+       count(DISTINCT d.personne) AS personnes_suivies,
+       count(*) FILTER (WHERE d.first_contact_at IS NULL) AS sans_premier_contact,
+       count(*) FILTER (WHERE d.urgency IN ('urgent', 'priority')) AS urgents_ou_prioritaires,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM now() - d.opened_at) / 86400))::numeric, 1) AS anciennete_mediane_jours,
+       now() AS calculee_le
+FROM f_dossiers d
+WHERE d.ouvert
+GROUP BY GROUPING SETS ((d.structure), (d.structure, d.secteur), (d.structure, d.secteur, d.mediateur));
+
+CREATE OR REPLACE VIEW v_file_active_periode AS
+SELECT p.type_periode, p.periode,
+       CASE GROUPING(d.secteur, d.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
+       d.structure, d.secteur, d.mediateur,
+       count(DISTINCT d.case_id) AS dossiers_actifs,
+       count(DISTINCT d.personne) AS personnes_file_active
+FROM f_dossiers d
+CROSS JOIN LATERAL generate_series(date_trunc('month', d.opened_at AT TIME ZONE 'Europe/Paris'),
+                                   date_trunc('month', coalesce(d.cloture_at, now()) AT TIME ZONE 'Europe/Paris'),
+                                   interval '1 month') AS m(mois)
+CROSS JOIN LATERAL periodes(m.mois AT TIME ZONE 'Europe/Paris') p
+GROUP BY p.type_periode, p.periode,
+         GROUPING SETS ((d.structure), (d.structure, d.secteur), (d.structure, d.secteur, d.mediateur));
+
+CREATE OR REPLACE VIEW v_delais AS
+SELECT p.type_periode, p.periode,
+       CASE GROUPING(d.secteur, d.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
+       d.structure, d.secteur, d.mediateur,
+       count(*) AS dossiers,
+       count(d.first_contact_at) AS avec_premier_contact,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.first_contact_at - d.debut) / 86400))::numeric, 1) AS jours_orientation_premier_contact_median,
+       round((percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM d.first_contact_at - d.debut) / 86400))::numeric, 1) AS jours_orientation_premier_contact_p90,
+       count(*) FILTER (WHERE d.premier_contact_hors_delai) AS premiers_contacts_hors_delai,
+       count(d.cloture_at) AS clotures,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.cloture_at - d.first_contact_at) / 86400))::numeric, 1) AS jours_premier_contact_cloture_median,
+       round((percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM d.cloture_at - d.first_contact_at) / 86400))::numeric, 1) AS jours_premier_contact_cloture_p90,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.cloture_at - d.debut) / 86400))::numeric, 1) AS jours_orientation_cloture_median,
+       round((percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM d.cloture_at - d.debut) / 86400))::numeric, 1) AS jours_orientation_cloture_p90
+FROM f_dossiers d CROSS JOIN LATERAL periodes(d.debut) p
+GROUP BY p.type_periode, p.periode,
+         GROUPING SETS ((d.structure), (d.structure, d.secteur), (d.structure, d.secteur, d.mediateur));
+
+CREATE OR REPLACE VIEW v_motifs_cloture AS
+SELECT p.type_periode, p.periode,
+       CASE GROUPING(x.secteur, x.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
+       x.structure, x.secteur, x.mediateur,
+       CASE WHEN GROUPING(x.reason) = 1 THEN '(tous motifs)' ELSE x.reason END AS motif_cloture,
+       CASE WHEN GROUPING(x.reason) = 1 THEN 'Tous motifs' ELSE coalesce(max(l.libelle), x.reason) END AS motif_cloture_libelle,
+       count(*) AS clotures
+FROM (SELECT cc.case_id, cc.closed_at, cc.reason,
+             coalesce(cc.structure, '(non attribuée)') AS structure,
+             coalesce(cc.area, '(non précisé)') AS secteur,
+             coalesce(cc.mediator_id, '(non précisé)') AS mediateur
+      FROM case_closures cc) x
+CROSS JOIN LATERAL periodes(x.closed_at) p
+LEFT JOIN libelles l ON l.domaine = 'motif_cloture' AND l.code = x.reason
+GROUP BY p.type_periode, p.periode,
+         GROUPING SETS ((x.structure), (x.structure, x.secteur), (x.structure, x.secteur, x.mediateur),
+                        (x.structure, x.reason), (x.structure, x.secteur, x.reason),
+                        (x.structure, x.secteur, x.mediateur, x.reason));
+
+-- ---------------------------------------------------------------- dysfunctions
+
+CREATE OR REPLACE VIEW f_alertes AS
+SELECT d.dysfunction_id,
+       coalesce(d.structure, '(non attribuée)') AS structure,
+       coalesce(d.area, '(non précisé)') AS secteur,
+       d.category, d.urgency, d.reported_at,
+       coalesce(a.authority_id, '(aucune)') AS autorite, a.alert_id,
+       CASE WHEN a.alert_id IS NULL THEN 'non_transmis'
+            WHEN a.acknowledged_at IS NOT NULL THEN 'acquitte'
+            WHEN a.escalation_level > 0 THEN 'escalade'
+            WHEN a.failed_at IS NOT NULL
+                 AND (a.last_dispatched_at IS NULL OR a.failed_at >= a.last_dispatched_at) THEN 'echec_envoi'
+            WHEN a.first_dispatched_at IS NOT NULL THEN 'transmis'
+            ELSE 'en_cours' END AS statut,
+       extract(epoch FROM a.first_dispatched_at - d.reported_at) / 3600 AS heures_transmission,
+       extract(epoch FROM a.acknowledged_at - d.reported_at) / 3600 AS heures_acquittement
+FROM dysfunctions d LEFT JOIN alerts a ON a.dysfunction_id = d.dysfunction_id;
+
+CREATE OR REPLACE VIEW v_dysfonctionnements AS
+SELECT p.type_periode, p.periode, f.structure, f.category AS categorie,
+       coalesce(max(l.libelle), f.category) AS categorie_libelle,
+       f.autorite, f.statut,
+       count(DISTINCT f.dysfunction_id) AS signalements,
+       count(f.alert_id) AS alertes,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY f.heures_transmission))::numeric, 1) AS heures_transmission_mediane,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY f.heures_acquittement))::numeric, 1) AS heures_reponse_mediane,
+       round((percentile_cont(0.9) WITHIN GROUP (ORDER BY f.heures_acquittement))::numeric, 1) AS heures_reponse_p90
+FROM f_alertes f CROSS JOIN LATERAL periodes(f.reported_at) p
+LEFT JOIN libelles l ON l.domaine = 'categorie_dysfonctionnement' AND l.code = f.category
+GROUP BY p.type_periode, p.periode, f.structure, f.category, f.autorite, f.statut;
+
+CREATE OR REPLACE VIEW v_dysfonctionnements_categorie AS
+WITH d AS (
+    SELECT f.dysfunction_id, f.structure, f.secteur, f.category, f.urgency, f.reported_at,
+           bool_or(f.alert_id IS NOT NULL AND f.statut <> 'en_cours') AS transmis,
+           bool_or(f.statut = 'acquitte') AS acquitte,
+           bool_or(f.statut = 'escalade') AS escalade,
+           min(f.heures_acquittement) AS heures_reponse
+    FROM f_alertes f
+    GROUP BY f.dysfunction_id, f.structure, f.secteur, f.category, f.urgency, f.reported_at
+)
+SELECT p.type_periode, p.periode,
+       CASE WHEN GROUPING(d.secteur) = 1 THEN 'structure' ELSE 'secteur' END AS niveau,
+       d.structure, d.secteur,
+       CASE WHEN GROUPING(d.category) = 1 THEN '(toutes catégories)' ELSE d.category END AS categorie,
+       CASE WHEN GROUPING(d.category) = 1 THEN 'Toutes catégories' ELSE coalesce(max(l.libelle), d.category) END AS categorie_libelle,
+       count(*) AS signalements,
+       count(*) FILTER (WHERE d.urgency = 'urgent') AS urgents,
+       count(*) FILTER (WHERE d.transmis) AS transmis,
+       count(*) FILTER (WHERE d.acquitte) AS avec_reponse,
+       count(*) FILTER (WHERE d.escalade AND NOT d.acquitte) AS escalades_sans_reponse,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY d.heures_reponse))::numeric, 1) AS heures_reponse_mediane,
+       round((percentile_cont(0.9) WITHIN GROUP (ORDER BY d.heures_reponse))::numeric, 1) AS heures_reponse_p90
+FROM d CROSS JOIN LATERAL periodes(d.reported_at) p
+LEFT JOIN libelles l ON l.domaine = 'categorie_dysfonctionnement' AND l.code = d.category
+GROUP BY p.type_periode, p.periode,
+         GROUPING SETS ((d.structure), (d.structure, d.secteur), (d.structure, d.category),
+                        (d.structure, d.secteur, d.category));
+
+-- ---------------------------------------------------------------- freshness
+
+CREATE OR REPLACE VIEW v_fraicheur AS
+SELECT f.source, f.newest_event_at AS evenement_le_plus_recent, f.last_applied_at AS derniere_application,
+       f.events AS evenements_appliques,
+       round(extract(epoch FROM now() - f.newest_event_at)::numeric, 1) AS retard_secondes
+FROM freshness f
+UNION ALL
+SELECT '(toutes sources)', max(f.newest_event_at), max(f.last_applied_at), coalesce(sum(f.events), 0)::bigint,
+       round(extract(epoch FROM now() - max(f.newest_event_at))::numeric, 1)
+FROM freshness f;

@@ -1,0 +1,368 @@
+"""Events -> read-model rows: one commutative upsert per event.
+
+Each handler only translates an event into column values; the SQL fills columns
+(least/greatest for first/last times, latest-wins guarded by the event's own business
+time or revision), so applying events in any order, or twice, gives the same rows.
+No identity ever reaches these tables: reporting keeps codes, times and blind indexes.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from mediation_core.consumer import HandlerContext
+from mediation_schemas import alerts as al
+from mediation_schemas import cases as cs
+from mediation_schemas import referrals as rf
+from mediation_schemas.envelope import Payload
+
+from . import rules
+
+
+def _motives(items) -> list[str]:
+    return rules.motive_codes(items)
+
+
+async def touch_freshness(conn: asyncpg.Connection, source: str, ctx: HandlerContext) -> None:
+    await conn.execute(
+        "INSERT INTO freshness AS f (source, newest_event_at, last_applied_at, events) "
+        "VALUES ($1, $2, now(), 1) ON CONFLICT (source) DO UPDATE SET "
+        "newest_event_at = greatest(f.newest_event_at, EXCLUDED.newest_event_at), "
+        "last_applied_at = now(), events = f.events + 1",
+        source, ctx.envelope.occurred_at)
+
+
+# --------------------------------------------------------------------------- referrals
+
+_REFERRAL_UPSERT = """
+INSERT INTO referrals AS r (referral_key, referral_id, env_structure, source_system, referrer_kind,
+    referrer_profession, received_at, accepted_at, rejected_at, revision, motives, urgency)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (referral_key) DO UPDATE SET
+    referral_id = coalesce(r.referral_id, EXCLUDED.referral_id),
+    env_structure = coalesce(r.env_structure, EXCLUDED.env_structure),
+    source_system = coalesce(r.source_system, EXCLUDED.source_system),
+    referrer_kind = CASE WHEN EXCLUDED.revision >= r.revision AND EXCLUDED.referrer_kind IS NOT NULL
+                         THEN EXCLUDED.referrer_kind ELSE coalesce(r.referrer_kind, EXCLUDED.referrer_kind) END,
+    referrer_profession = CASE WHEN EXCLUDED.revision >= r.revision AND EXCLUDED.referrer_profession IS NOT NULL
+                         THEN EXCLUDED.referrer_profession ELSE coalesce(r.referrer_profession, EXCLUDED.referrer_profession) END,
+    received_at = least(r.received_at, EXCLUDED.received_at),
+    accepted_at = least(r.accepted_at, EXCLUDED.accepted_at),
+    rejected_at = greatest(r.rejected_at, EXCLUDED.rejected_at),
+    motives = CASE WHEN EXCLUDED.revision >= r.revision AND EXCLUDED.motives IS NOT NULL
+                   THEN EXCLUDED.motives ELSE coalesce(r.motives, EXCLUDED.motives) END,
+    urgency = CASE WHEN EXCLUDED.revision >= r.revision AND EXCLUDED.urgency IS NOT NULL
+                   THEN EXCLUDED.urgency ELSE coalesce(r.urgency, EXCLUDED.urgency) END,
+    revision = greatest(r.revision, EXCLUDED.revision)
+"""
+
+_ROUTING_UPSERT = """
+INSERT INTO referrals AS r (referral_key, referral_id, env_structure, source_system, referrer_kind,
+    referrer_profession, received_at, revision, motives, urgency,
+    routing_at, routing_status, structure, area, mediator_id, unroutable_reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+ON CONFLICT (referral_key) DO UPDATE SET
+    referral_id = coalesce(r.referral_id, EXCLUDED.referral_id),
+    env_structure = coalesce(r.env_structure, EXCLUDED.env_structure),
+    source_system = coalesce(r.source_system, EXCLUDED.source_system),
+    referrer_kind = coalesce(r.referrer_kind, EXCLUDED.referrer_kind),
+    referrer_profession = coalesce(r.referrer_profession, EXCLUDED.referrer_profession),
+    received_at = least(r.received_at, EXCLUDED.received_at),
+    motives = CASE WHEN EXCLUDED.revision > r.revision THEN EXCLUDED.motives ELSE coalesce(r.motives, EXCLUDED.motives) END,
+    urgency = CASE WHEN EXCLUDED.revision > r.revision THEN EXCLUDED.urgency ELSE coalesce(r.urgency, EXCLUDED.urgency) END,
+    revision = greatest(r.revision, EXCLUDED.revision),
+    routing_status = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
+                          THEN EXCLUDED.routing_status ELSE r.routing_status END,
+    structure = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
+                     THEN EXCLUDED.structure ELSE r.structure END,
+    area = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
+                THEN EXCLUDED.area ELSE r.area END,
+    mediator_id = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
+                       THEN EXCLUDED.mediator_id ELSE r.mediator_id END,
+    unroutable_reason = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
+                             THEN EXCLUDED.unroutable_reason ELSE r.unroutable_reason END,
+    routing_at = greatest(r.routing_at, EXCLUDED.routing_at)
+"""
+
+
+async def referral_accepted(ctx: HandlerContext, p: rf.ReferralAccepted) -> None:
+    ref = p.referral
+    await ctx.conn.execute(
+        _REFERRAL_UPSERT, str(ref.referral_id), ref.referral_id, ctx.envelope.structure,
+        ref.source_system, ref.referrer_structure_kind, ref.referrer_profession, ref.received_at,
+        ctx.envelope.occurred_at, None, ref.revision, _motives(ref.motives), ref.urgency.value)
+
+
+async def referral_rejected(ctx: HandlerContext, p: rf.ReferralRejected) -> None:
+    key = rules.referral_key(p.referral_id, p.source_system, p.source_reference,
+                             ctx.envelope.event_id)
+    at = ctx.envelope.occurred_at
+    await ctx.conn.execute(
+        _REFERRAL_UPSERT, key, p.referral_id, ctx.envelope.structure, p.source_system,
+        getattr(p, "referrer_structure_kind", None), getattr(p, "referrer_profession", None),
+        getattr(p, "received_at", None) or at, None, at, 0, None, None)
+
+
+async def _routing(ctx: HandlerContext, ref: rf.ReferralCore, status: str, structure: str | None,
+                   area: str | None, mediator: str | None, reason: str | None) -> None:
+    await ctx.conn.execute(
+        _ROUTING_UPSERT, str(ref.referral_id), ref.referral_id, ctx.envelope.structure,
+        ref.source_system, ref.referrer_structure_kind, ref.referrer_profession, ref.received_at,
+        ref.revision, _motives(ref.motives), ref.urgency.value, ctx.envelope.occurred_at, status,
+        structure, area, mediator, reason)
+
+
+async def referral_routed(ctx: HandlerContext, p: rf.ReferralRouted) -> None:
+    await _routing(ctx, p.referral, "routed", p.structure, p.area, p.mediator_id, None)
+
+
+async def referral_unroutable(ctx: HandlerContext, p: rf.ReferralUnroutable) -> None:
+    await _routing(ctx, p.referral, "unroutable", p.structure or ctx.envelope.structure, None,
+                   None, p.reason_code)
+
+
+async def referral_status_changed(ctx: HandlerContext, p: cs.ReferralStatusChanged) -> None:
+    await ctx.conn.execute(
+        "INSERT INTO referral_statuses (referral_id, status, changed_at, outcome) "
+        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        p.referral_id, p.status, p.changed_at, p.outcome)
+
+
+# --------------------------------------------------------------------------- cases
+
+_CASE_REF = """
+INSERT INTO cases AS c (case_id, structure, area, mediator_id, assigned_at, last_activity_at)
+VALUES ($1, $2, $3, $4, $5, $5)
+ON CONFLICT (case_id) DO UPDATE SET
+    structure = CASE WHEN c.assigned_at IS NULL OR EXCLUDED.assigned_at >= c.assigned_at
+                     THEN EXCLUDED.structure ELSE c.structure END,
+    area = CASE WHEN c.assigned_at IS NULL OR EXCLUDED.assigned_at >= c.assigned_at
+                THEN EXCLUDED.area ELSE c.area END,
+    mediator_id = CASE WHEN c.assigned_at IS NULL OR EXCLUDED.assigned_at >= c.assigned_at
+                       THEN EXCLUDED.mediator_id ELSE c.mediator_id END,
+    assigned_at = greatest(c.assigned_at, EXCLUDED.assigned_at),
+    last_activity_at = greatest(c.last_activity_at, EXCLUDED.last_activity_at)
+"""
+
+
+async def _case_ref(conn: asyncpg.Connection, ref: cs.CaseRef, at) -> None:
+    await conn.execute(_CASE_REF, ref.case_id, ref.structure, ref.area, ref.mediator_id, at)
+
+
+async def case_opened(ctx: HandlerContext, p: cs.CaseOpened) -> None:
+    await _case_ref(ctx.conn, p.case, p.opened_at)
+    await ctx.conn.execute(
+        "UPDATE cases SET origin = $2, referral_id = coalesce(referral_id, $3), "
+        "referral_received_at = least(referral_received_at, $4), "
+        "source_system = coalesce(source_system, $5), person_ref = coalesce(person_ref, $6), "
+        "motives = CASE WHEN motives_revision = 0 THEN $7 ELSE motives END, "
+        "urgency = CASE WHEN motives_revision = 0 THEN $8 ELSE urgency END, "
+        "attached_to_existing = $9, opened_at = least(opened_at, $10) WHERE case_id = $1",
+        p.case.case_id, p.origin.value, p.referral_id, p.referral_received_at, p.source_system,
+        p.person_ref, _motives(p.motives), p.urgency.value, p.attached_to_existing, p.opened_at)
+
+
+async def case_referral_updated(ctx: HandlerContext, p: Payload) -> None:
+    await _case_ref(ctx.conn, p.case, p.updated_at)  # type: ignore[attr-defined]
+    await ctx.conn.execute(
+        "UPDATE cases SET motives = CASE WHEN $2 >= motives_revision THEN $3 ELSE motives END, "
+        "urgency = CASE WHEN $2 >= motives_revision THEN $4 ELSE urgency END, "
+        "motives_revision = greatest(motives_revision, $2) WHERE case_id = $1",
+        p.case.case_id, p.revision, _motives(p.motives), p.urgency.value)  # type: ignore[attr-defined]
+
+
+async def first_contact_made(ctx: HandlerContext, p: cs.FirstContactMade) -> None:
+    await _case_ref(ctx.conn, p.case, p.contacted_at)
+    await ctx.conn.execute(
+        "UPDATE cases SET "
+        "first_contact_channel = CASE WHEN first_contact_at IS NULL OR $2 < first_contact_at "
+        "  THEN $3 ELSE first_contact_channel END, "
+        "first_contact_attempts = CASE WHEN first_contact_at IS NULL OR $2 < first_contact_at "
+        "  THEN $4 ELSE first_contact_attempts END, "
+        "first_contact_at = least(first_contact_at, $2) WHERE case_id = $1",
+        p.case.case_id, p.contacted_at, p.channel, p.attempts)
+
+
+async def action_recorded(ctx: HandlerContext, p: cs.ActionRecorded) -> None:
+    await _case_ref(ctx.conn, p.case, p.occurred_at)
+    await ctx.conn.execute(
+        "INSERT INTO case_actions AS a (action_id, case_id, structure, area, mediator_id, axis, kind, "
+        " occurred_at, outcome, right_code, body, status, lasting_care, autonomy_phase, "
+        " autonomy_score, channel, target) "
+        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) "
+        "ON CONFLICT (action_id) DO UPDATE SET "
+        " (structure, area, mediator_id, axis, kind, occurred_at, outcome, right_code, body, status, "
+        "  lasting_care, autonomy_phase, autonomy_score, channel, target) = "
+        " (EXCLUDED.structure, EXCLUDED.area, EXCLUDED.mediator_id, EXCLUDED.axis, EXCLUDED.kind, "
+        "  EXCLUDED.occurred_at, EXCLUDED.outcome, EXCLUDED.right_code, EXCLUDED.body, "
+        "  coalesce(EXCLUDED.status, a.status), coalesce(EXCLUDED.lasting_care, a.lasting_care), "
+        "  EXCLUDED.autonomy_phase, EXCLUDED.autonomy_score, EXCLUDED.channel, EXCLUDED.target) "
+        "WHERE (EXCLUDED.occurred_at, $18::int) >= (a.occurred_at, "
+        "  CASE a.status WHEN 'opened' THEN 2 WHEN 'refused' THEN 2 WHEN 'filed' THEN 1 ELSE 0 END)",
+        p.action_id, p.case.case_id, p.case.structure, p.case.area, p.case.mediator_id, p.axis,
+        p.kind, p.occurred_at, p.outcome, p.right, p.body, p.status, p.lasting_care,
+        p.autonomy_phase, p.autonomy_score, getattr(p, "channel", None),
+        getattr(p, "target", None), rules.status_rank(p.status))
+
+
+async def case_reassigned(ctx: HandlerContext, p: cs.CaseReassigned) -> None:
+    await _case_ref(ctx.conn, p.case, p.reassigned_at)
+
+
+async def case_closed(ctx: HandlerContext, p: cs.CaseClosed) -> None:
+    await _case_ref(ctx.conn, p.case, p.closed_at)
+    await ctx.conn.execute(
+        "UPDATE cases SET closure_reason = CASE WHEN closed_at IS NULL OR $2 >= closed_at "
+        " THEN $3 ELSE closure_reason END, closed_at = greatest(closed_at, $2) WHERE case_id = $1",
+        p.case.case_id, p.closed_at, p.reason.value)
+    await ctx.conn.execute(
+        "INSERT INTO case_closures (case_id, closed_at, reason, reason_kind, structure, area, mediator_id) "
+        "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING",
+        p.case.case_id, p.closed_at, p.reason.value, getattr(p, "reason_kind", None),
+        p.case.structure, p.case.area, p.case.mediator_id)
+
+
+async def case_reopened(ctx: HandlerContext, p: cs.CaseReopened) -> None:
+    await _case_ref(ctx.conn, p.case, p.reopened_at)
+    await ctx.conn.execute(
+        "UPDATE cases SET reopened_at = greatest(reopened_at, $2) WHERE case_id = $1",
+        p.case.case_id, p.reopened_at)
+
+
+async def case_notice(ctx: HandlerContext, p: Payload) -> None:
+    """FirstContactOverdue, CaseInactivityFlagged and any future notice carrying a case ref."""
+    case = p.case  # type: ignore[attr-defined]
+    kind = p.event_type
+    level = str(getattr(p, "level", "") or "")
+    at = (getattr(p, "detected_at", None) or getattr(p, "flagged_at", None)
+          or ctx.envelope.occurred_at)
+    inserted = await ctx.conn.fetchval(
+        "INSERT INTO case_notices (case_id, kind, level, at, structure, area, mediator_id) "
+        "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING RETURNING 1",
+        case.case_id, kind, level, at, case.structure, case.area, case.mediator_id)
+    if not inserted:
+        return
+    await ctx.conn.execute(
+        "INSERT INTO cases (case_id, structure, area, mediator_id) VALUES ($1,$2,$3,$4) "
+        "ON CONFLICT (case_id) DO NOTHING",
+        case.case_id, case.structure, case.area, case.mediator_id)
+    column = rules.notice_counter(kind, level)
+    if column:
+        await ctx.conn.execute(f"UPDATE cases SET {column} = {column} + 1 WHERE case_id = $1",
+                               case.case_id)
+
+
+async def collective_action(ctx: HandlerContext, p: Payload) -> None:
+    att = p.attendance  # type: ignore[attr-defined]
+    await ctx.conn.execute(
+        "INSERT INTO collective_actions AS x (collective_action_id, structure, area, recorded_by, "
+        " kind, axis, theme, held_on, participants, professionals, new_people, partners, recorded_at) "
+        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
+        "ON CONFLICT (collective_action_id) DO UPDATE SET "
+        " (structure, area, recorded_by, kind, axis, theme, held_on, participants, professionals, "
+        "  new_people, partners, recorded_at) = (EXCLUDED.structure, EXCLUDED.area, "
+        "  EXCLUDED.recorded_by, EXCLUDED.kind, EXCLUDED.axis, EXCLUDED.theme, EXCLUDED.held_on, "
+        "  EXCLUDED.participants, EXCLUDED.professionals, EXCLUDED.new_people, EXCLUDED.partners, "
+        "  EXCLUDED.recorded_at) "
+        "WHERE EXCLUDED.recorded_at >= x.recorded_at OR x.recorded_at IS NULL",
+        p.collective_action_id, p.structure, p.area, p.recorded_by, p.kind, p.axis,  # type: ignore[attr-defined]
+        p.theme, p.held_on, att.participants, att.professionals, att.new_people,  # type: ignore[attr-defined]
+        len(p.partners), p.recorded_at)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- dysfunctions, alerts
+
+async def dysfunction_reported(ctx: HandlerContext, p: cs.DysfunctionReported) -> None:
+    # description, concerned party and sealed identity are deliberately not kept
+    await ctx.conn.execute(
+        "INSERT INTO dysfunctions (dysfunction_id, case_id, structure, area, category, urgency, "
+        " observed_on, reported_at, named_with_consent) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
+        "ON CONFLICT (dysfunction_id) DO UPDATE SET (case_id, structure, area, category, urgency, "
+        " observed_on, reported_at, named_with_consent) = (EXCLUDED.case_id, EXCLUDED.structure, "
+        " EXCLUDED.area, EXCLUDED.category, EXCLUDED.urgency, EXCLUDED.observed_on, "
+        " least(dysfunctions.reported_at, EXCLUDED.reported_at), EXCLUDED.named_with_consent)",
+        p.dysfunction_id, p.case_id, p.structure, p.area, p.category.value, p.urgency.value,
+        p.observed_on, p.reported_at, p.person_consents_to_be_named)
+
+
+_ALERT_REF = """
+INSERT INTO alerts AS a (alert_id, dysfunction_id, structure, authority_id, category)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (alert_id) DO NOTHING
+"""
+
+
+async def _alert_ref(conn: asyncpg.Connection, ref: al.AlertRef) -> None:
+    await conn.execute(_ALERT_REF, ref.alert_id, ref.dysfunction_id, ref.structure,
+                       ref.authority_id, ref.category)
+
+
+async def alert_dispatched(ctx: HandlerContext, p: al.AlertDispatched) -> None:
+    await _alert_ref(ctx.conn, p.alert)
+    await ctx.conn.execute(
+        "UPDATE alerts SET channel = coalesce(channel, $2), "
+        "first_dispatched_at = least(first_dispatched_at, $3), "
+        "last_dispatched_at = greatest(last_dispatched_at, $3), "
+        "dispatch_attempts = greatest(dispatch_attempts, $4) WHERE alert_id = $1",
+        p.alert.alert_id, p.channel, p.dispatched_at, p.attempt)
+
+
+async def alert_delivery_failed(ctx: HandlerContext, p: al.AlertDeliveryFailed) -> None:
+    await _alert_ref(ctx.conn, p.alert)
+    await ctx.conn.execute(
+        "UPDATE alerts SET failed_reason = CASE WHEN failed_at IS NULL OR $2 >= failed_at "
+        " THEN $3 ELSE failed_reason END, failed_at = greatest(failed_at, $2), "
+        " dispatch_attempts = greatest(dispatch_attempts, $4) WHERE alert_id = $1",
+        p.alert.alert_id, p.failed_at, p.reason, p.attempts)
+
+
+async def alert_acknowledged(ctx: HandlerContext, p: al.AlertAcknowledged) -> None:
+    await _alert_ref(ctx.conn, p.alert)
+    # the authority's free-text response is not kept (it may quote the situation)
+    await ctx.conn.execute(
+        "UPDATE alerts SET acknowledged_at = least(acknowledged_at, $2), "
+        "has_response = has_response OR $3 WHERE alert_id = $1",
+        p.alert.alert_id, p.acknowledged_at, bool(p.response))
+
+
+async def alert_escalated(ctx: HandlerContext, p: al.AlertEscalated) -> None:
+    await _alert_ref(ctx.conn, p.alert)
+    await ctx.conn.execute(
+        "UPDATE alerts SET escalated_at = CASE WHEN $2 >= escalation_level THEN $3 "
+        " ELSE escalated_at END, escalation_level = greatest(escalation_level, $2) "
+        "WHERE alert_id = $1",
+        p.alert.alert_id, p.level, p.escalated_at)
+
+
+async def unprojected(ctx: HandlerContext, p: Payload) -> None:
+    await ctx.conn.execute(
+        "INSERT INTO unprojected_events AS u (event_type, events, newest_event_at) "
+        "VALUES ($1, 1, $2) ON CONFLICT (event_type) DO UPDATE SET events = u.events + 1, "
+        "newest_event_at = greatest(u.newest_event_at, EXCLUDED.newest_event_at)",
+        ctx.envelope.type, ctx.envelope.occurred_at)
+
+
+# event type -> handler; types added later by other services are matched by shape in
+# service.py (a `case` ref -> case_notice) or counted in unprojected_events.
+HANDLERS = {
+    "ReferralAccepted": referral_accepted,
+    "ReferralRejected": referral_rejected,
+    "ReferralRouted": referral_routed,
+    "ReferralUnroutable": referral_unroutable,
+    "ReferralStatusChanged": referral_status_changed,
+    "CaseOpened": case_opened,
+    "CaseReferralUpdated": case_referral_updated,
+    "FirstContactMade": first_contact_made,
+    "ActionRecorded": action_recorded,
+    "CaseReassigned": case_reassigned,
+    "CaseClosed": case_closed,
+    "CaseReopened": case_reopened,
+    "FirstContactOverdue": case_notice,
+    "CaseInactivityFlagged": case_notice,
+    "CollectiveActionRecorded": collective_action,
+    "DysfunctionReported": dysfunction_reported,
+    "AlertDispatched": alert_dispatched,
+    "AlertDeliveryFailed": alert_delivery_failed,
+    "AlertAcknowledged": alert_acknowledged,
+    "AlertEscalated": alert_escalated,
+}

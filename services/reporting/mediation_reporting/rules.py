@@ -1,0 +1,44 @@
+"""Plain rules of the reporting read models (no broker, no database)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+# progress of a rights procedure: a later state wins over an earlier one at equal time
+_STATUS_RANK = {"filed": 1, "opened": 2, "refused": 2}
+
+
+def status_rank(status: str | None) -> int:
+    return _STATUS_RANK.get(status or "", 0)
+
+
+def referral_key(referral_id: uuid.UUID | None, source_system: str | None,
+                 source_reference: str | None, event_id: uuid.UUID) -> str:
+    """The row a referral is counted under: its id; else the sender's own reference (so a
+    rejection sent to two topics, or twice, is one referral); else the event itself."""
+    if referral_id is not None:
+        return str(referral_id)
+    if source_system and source_reference:
+        return f"src:{source_system}:{source_reference}"
+    return f"evt:{event_id}"
+
+
+def motive_codes(items: Iterable) -> list[str]:
+    """Motive codes of a referral or case, once each, in the sender's order."""
+    out: list[str] = []
+    for m in items or []:
+        code = getattr(m, "code", m)
+        code = getattr(code, "value", code)
+        if code not in out:
+            out.append(str(code))
+    return out
+
+
+def notice_counter(kind: str, level: str) -> str | None:
+    """Which counter of the case a notice increments."""
+    if kind == "FirstContactOverdue":
+        return "overdue_escalations" if level == "escalation" else "overdue_reminders"
+    if kind == "CaseInactivityFlagged":
+        return "inactivity_flags"
+    return None
