@@ -106,8 +106,8 @@ async def caseload(deps: Deps, caller: Caller, *, status: str, waiting_first_con
     if inactive is not None:
         args.append(now)
         args.append(deps.config.inactivity_days)
-        cond = (f"status = 'open' AND last_activity_at <= ${len(args) - 1} - "
-                f"make_interval(days => ${len(args)})")
+        cond = (f"status = 'open' AND last_activity_at <= ${len(args) - 1}::timestamptz - "
+                f"make_interval(days => ${len(args)}::int)")
         where.append(cond if inactive else f"NOT ({cond})")
     if motive:
         args.append(store.jdump([{"code": motive}]))
@@ -133,7 +133,7 @@ async def case_detail(deps: Deps, caller: Caller, case_id: uuid.UUID) -> m.CaseD
         row = await _visible(conn, caller, case_id)
         refs = await store.referrals_of(conn, case_id)
         timeline = await conn.fetch("SELECT * FROM case_timeline WHERE case_id = $1 "
-                                    "ORDER BY at, recorded_at, entry_id", case_id)
+                                    "ORDER BY at, seq", case_id)
         access = await conn.fetch("SELECT * FROM personal_data_access WHERE case_id = $1 "
                                   "ORDER BY at, id", case_id)
     base = summary(row, len(refs), now, deps.config)

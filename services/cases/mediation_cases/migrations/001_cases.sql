@@ -62,6 +62,7 @@ CREATE INDEX IF NOT EXISTS case_referrals_case ON case_referrals (case_id);
 -- What was done: one row per contact attempt, interview, action, assessment, event.
 CREATE TABLE IF NOT EXISTS case_timeline (
     entry_id     uuid PRIMARY KEY,
+    seq          bigserial,
     case_id      uuid        NOT NULL REFERENCES cases(case_id),
     at           timestamptz NOT NULL,
     recorded_at  timestamptz NOT NULL,
