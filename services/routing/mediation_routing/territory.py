@@ -300,6 +300,9 @@ class TerritoryHistory:
         lst[:] = [v for v in lst if v.version != sv.version] + [sv]
         lst.sort(key=lambda v: v.version)
 
+    def known(self) -> set[tuple[str, int]]:
+        return {(s, v.version) for s, lst in self._by_structure.items() for v in lst}
+
     def latest_versions(self) -> dict[str, int]:
         return {s: lst[-1].version for s, lst in self._by_structure.items() if lst}
 

@@ -1,0 +1,99 @@
+"""``mediation route "TEXT" [--postcode NNNNN] [--date YYYY-MM-DD] [--structure S] --json``
+
+Same code path as the service (:func:`mediation_routing.decide.decide`). The territory
+and the mediators' loads are read from the routing schema when the database answers;
+otherwise from the packaged data (version 1 of each structure, loads unknown = 0). The
+output says which (``territory_source``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import date
+
+import orjson
+
+from . import territory as terr
+from .decide import cli_view, decide
+
+
+async def _from_db(timeout: float = 3.0) -> tuple[terr.TerritoryHistory, dict[str, int]] | None:
+    try:
+        import asyncpg
+
+        from mediation_core import db
+        from mediation_core.settings import from_env
+
+        s = from_env("routing")
+        db.check_ident(s.schema)
+        conn = await asyncio.wait_for(asyncpg.connect(s.database_url, timeout=timeout), timeout)
+    except Exception:
+        return None
+    try:
+        exists = await conn.fetchval("SELECT to_regclass($1)", f"{s.schema}.territory_versions")
+        if not exists:
+            return None
+        rows = await conn.fetch(f"SELECT structure, version, effective_from, document "
+                                f"FROM {s.schema}.territory_versions")
+        if not rows:
+            return None
+        hist = terr.TerritoryHistory([
+            terr.from_document(orjson.loads(r["document"]), version=r["version"],
+                               effective_from=r["effective_from"]) for r in rows])
+        loads = {r["mediator_id"]: r["n"] for r in await conn.fetch(
+            f"SELECT mediator_id, count(*) AS n FROM {s.schema}.referrals WHERE status = 'routed' "
+            "AND NOT closed AND mediator_id IS NOT NULL GROUP BY 1")}
+        return hist, loads
+    except Exception:
+        return None
+    finally:
+        await conn.close()
+
+
+def run_route(text: str, postcode: str | None, on: date, structure: str | None,
+              packaged_only: bool = False) -> dict:
+    found = None if packaged_only else asyncio.run(_from_db())
+    if found is None:
+        hist, loads, source = terr.TerritoryHistory(terr.packaged_versions()), {}, "packaged"
+    else:
+        hist, loads = found
+        source = "database"
+    d = decide(text, postcode, on, hist, loads, context_structure=structure)
+    out = cli_view(d)
+    out["date"] = on.isoformat()
+    out["territory_source"] = source
+    return out
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    try:
+        on = date.fromisoformat(args.date) if args.date else date.today()
+    except ValueError:
+        print("mediation route: --date: expected YYYY-MM-DD", file=sys.stderr)
+        return 2
+    out = run_route(args.text, args.postcode, on, args.structure, args.packaged)
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        print(f"{out['status']}: {out['place'] or '-'} -> {out['structure'] or '-'} / "
+              f"{out['area'] or '-'} / {out['mediator'] or '-'}  ({out['reason']})")
+        for c in out["candidates"]:
+            print(f"  candidate: {c['name']} ({c['department']}) {c['structure'] or 'hors territoire'}"
+                  f" {c['area'] or ''}")
+        print(f"  territory: {out['territory_source']}, version {out['territory_version']}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("route", help="route a written place like the routing service does")
+    p.add_argument("text", help="the place as written on the referral form")
+    p.add_argument("--postcode", help="postcode field of the form, if separate")
+    p.add_argument("--date", help="referral date (territory in force then); default today")
+    p.add_argument("--structure", help="the referral's structure, when known")
+    p.add_argument("--packaged", action="store_true",
+                   help="use the packaged territory even if the database answers")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=_cmd_route)

@@ -1,0 +1,327 @@
+"""Routing state in Postgres and the use cases that change it.
+
+Every use case runs on the connection of the caller's transaction (a consumer batch or
+an HTTP request) and writes its events through ``emit`` into the outbox of that same
+transaction: the state change and its events commit together.
+
+Choices (see README):
+- Corrections: a later revision of a referral is re-evaluated only if what routing reads
+  changed (commune, postcode, referral date); a new event is emitted only if the decision
+  changed (structure, area, mediator, place, or the unroutable reason). Older or equal
+  revisions are ignored. A referral routed by hand keeps its manual decision unless the
+  correction changes the place fields.
+- Territory changes: open referrals -- unroutable and still in triage, or routed and not
+  yet taken (no first contact, no reassignment, not closed, not routed by hand) -- dated
+  on or after the new version's effective date are re-evaluated against it; an event is
+  emitted only for those whose decision changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any
+
+import asyncpg
+import orjson
+
+from mediation_core.errors import DomainRejection
+from mediation_schemas.envelope import Payload
+from mediation_schemas.referrals import (
+    PlaceRef,
+    ReferralCore,
+    ReferralRouted,
+    RoutingDecision,
+)
+
+from . import territory as terr
+from .assign import assign, check_manual
+from .decide import Decision, decide, routed_payload, unroutable_payload
+from .territory import StructureVersion, TerritoryError, TerritoryHistory
+
+Emit = Callable[[Payload, str, str | None, str], Awaitable[Any]]
+"""emit(payload, key, structure, correlation_id)"""
+
+
+def _json(v: Any) -> str:
+    return orjson.dumps(v).decode()
+
+
+class RoutingStore:
+    def __init__(self) -> None:
+        self.history = TerritoryHistory()
+
+    # ------------------------------------------------------------------ territory
+    async def seed_packaged(self, conn: asyncpg.Connection) -> None:
+        for sv in terr.packaged_versions():
+            await conn.execute(
+                "INSERT INTO territory_versions(structure, version, effective_from, document, source)"
+                " VALUES ($1, $2, $3, $4::jsonb, 'packaged') ON CONFLICT DO NOTHING",
+                sv.structure, sv.version, sv.effective_from, _json(terr.to_document(sv)))
+
+    async def refresh(self, conn: asyncpg.Connection) -> None:
+        """Load versions stored by another instance (or before a restart)."""
+        known = self.history.known()
+        rows = await conn.fetch("SELECT structure, version FROM territory_versions")
+        missing = [(r["structure"], r["version"]) for r in rows
+                   if (r["structure"], r["version"]) not in known]
+        for s, v in missing:
+            r = await conn.fetchrow("SELECT effective_from, document FROM territory_versions "
+                                    "WHERE structure = $1 AND version = $2", s, v)
+            self.history.add(terr.from_document(orjson.loads(r["document"]), version=v,
+                                                effective_from=r["effective_from"]))
+
+    async def add_version(self, conn: asyncpg.Connection, *, structure: str, version: int,
+                          effective_from: date, document: dict, reason: str | None) -> bool:
+        """Store a new version. False if this exact version is already known."""
+        try:
+            sv = terr.from_document(document, version=version, effective_from=effective_from)
+        except TerritoryError as err:
+            raise DomainRejection("invalid_territory", str(err)) from None
+        if sv.structure != structure:
+            raise DomainRejection("invalid_territory", "territory.structure: differs from the "
+                                  "event's structure")
+        doc = terr.to_document(sv)
+        row = await conn.fetchrow("SELECT effective_from, document FROM territory_versions "
+                                  "WHERE structure = $1 AND version = $2", structure, version)
+        if row is not None:
+            if orjson.loads(row["document"]) == doc and row["effective_from"] == effective_from:
+                return False
+            raise DomainRejection("version_conflict", "territory_version: this version number "
+                                  "already exists with other content; publish a new version")
+        await conn.execute(
+            "INSERT INTO territory_versions(structure, version, effective_from, document, source,"
+            " reason) VALUES ($1, $2, $3, $4::jsonb, 'event', $5)",
+            structure, version, effective_from, _json(doc), reason)
+        self.history.add(sv)
+        return True
+
+    async def next_version(self, conn: asyncpg.Connection, structure: str) -> int:
+        return int(await conn.fetchval("SELECT coalesce(max(version), 0) + 1 FROM "
+                                       "territory_versions WHERE structure = $1", structure))
+
+    # ------------------------------------------------------------------ loads
+    @staticmethod
+    async def loads(conn: asyncpg.Connection, exclude: uuid.UUID | None = None) -> dict[str, int]:
+        rows = await conn.fetch(
+            "SELECT mediator_id, count(*) AS n FROM referrals WHERE status = 'routed' "
+            "AND NOT closed AND mediator_id IS NOT NULL AND referral_id <> $1 GROUP BY 1",
+            exclude or uuid.UUID(int=0))
+        return {r["mediator_id"]: r["n"] for r in rows}
+
+    # ------------------------------------------------------------------ routing
+    async def on_accepted(self, conn: asyncpg.Connection, emit: Emit, referral: ReferralCore, *,
+                          correlation_id: str, context_structure: str | None) -> str:
+        """Route an accepted referral or a correction. Returns what happened (for tests/logs)."""
+        await self.refresh(conn)
+        row = await conn.fetchrow("SELECT * FROM referrals WHERE referral_id = $1 FOR UPDATE",
+                                  referral.referral_id)
+        if row is not None and row["revision"] >= referral.revision:
+            return "stale_revision"
+        if row is not None:
+            old = ReferralCore.model_validate(orjson.loads(row["referral"]))
+            same_inputs = (old.commune, old.postcode, old.referral_date) == (
+                referral.commune, referral.postcode, referral.referral_date)
+            if same_inputs:
+                await self._store_referral_only(conn, referral)
+                return "correction_unchanged"
+        loads = await self.loads(conn, exclude=referral.referral_id)
+        d = decide(referral.commune, referral.postcode, referral.referral_date, self.history,
+                   loads, context_structure=context_structure)
+        trigger = "accepted" if row is None else "correction"
+        emitted = await self.apply(conn, emit, referral, d, correlation_id=correlation_id,
+                                   context_structure=context_structure, trigger=trigger,
+                                   previous=row)
+        return f"{trigger}:{'emitted' if emitted else 'unchanged'}"
+
+    async def _store_referral_only(self, conn: asyncpg.Connection, referral: ReferralCore) -> None:
+        await conn.execute(
+            "UPDATE referrals SET revision = $2, referral = $3::jsonb, updated_at = now() "
+            "WHERE referral_id = $1", referral.referral_id, referral.revision,
+            referral.model_dump_json())
+
+    async def apply(self, conn: asyncpg.Connection, emit: Emit, referral: ReferralCore,
+                    d: Decision, *, correlation_id: str, context_structure: str | None,
+                    trigger: str, previous: asyncpg.Record | None) -> bool:
+        sig = list(d.signature())
+        if previous is not None and orjson.loads(previous["signature"]) == sig \
+                and not previous["manual"]:
+            await self._store_referral_only(conn, referral)
+            return False
+        if d.routed:
+            payload: Payload = routed_payload(d, referral, trigger=trigger)
+            decision = payload.decision.model_dump(mode="json")  # type: ignore[attr-defined]
+            place_code = payload.place.code  # type: ignore[attr-defined]
+        else:
+            payload = unroutable_payload(d, referral, trigger=trigger)
+            decision = {"reason_code": d.reason_code, "reason_detail": d.reason_detail,
+                        "territory_version": d.territory_version, "trigger": trigger}
+            place_code = None
+        await conn.execute(
+            """INSERT INTO referrals(referral_id, revision, referral, referral_date, correlation_id,
+                   context_structure, status, structure, area, mediator_id, place_code, signature,
+                   decision, manual)
+               VALUES ($1,$2,$3::jsonb,$4,$5,$6,$7,$8,$9,$10,$11,$12::jsonb,$13::jsonb,false)
+               ON CONFLICT (referral_id) DO UPDATE SET revision = EXCLUDED.revision,
+                   referral = EXCLUDED.referral, referral_date = EXCLUDED.referral_date,
+                   status = EXCLUDED.status, structure = EXCLUDED.structure, area = EXCLUDED.area,
+                   mediator_id = EXCLUDED.mediator_id, place_code = EXCLUDED.place_code,
+                   signature = EXCLUDED.signature, decision = EXCLUDED.decision, manual = false,
+                   updated_at = now()""",
+            referral.referral_id, referral.revision, referral.model_dump_json(),
+            referral.referral_date, correlation_id, context_structure,
+            "routed" if d.routed else "unroutable", d.structure, d.area, d.mediator_id, place_code,
+            _json(sig), _json(decision))
+        if d.routed:
+            await conn.execute("UPDATE triage SET status = 'rerouted', updated_at = now() "
+                               "WHERE referral_id = $1 AND status = 'open'", referral.referral_id)
+        else:
+            cands = [c.model_dump(mode="json") for c in payload.candidates]  # type: ignore[attr-defined]
+            await conn.execute(
+                """INSERT INTO triage(referral_id, structure, area, reason_code, reason_detail,
+                       reason, candidates, territory_version, status)
+                   VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,'open')
+                   ON CONFLICT (referral_id) DO UPDATE SET structure = EXCLUDED.structure,
+                       area = EXCLUDED.area, reason_code = EXCLUDED.reason_code,
+                       reason_detail = EXCLUDED.reason_detail, reason = EXCLUDED.reason,
+                       candidates = EXCLUDED.candidates,
+                       territory_version = EXCLUDED.territory_version, status = 'open',
+                       resolved_at = NULL, resolved_by = NULL, updated_at = now()""",
+                referral.referral_id, d.structure, d.area, d.reason_code, d.reason_detail or None,
+                d.reason, _json(cands), d.territory_version)
+        await emit(payload, str(referral.referral_id), d.structure, correlation_id)
+        return True
+
+    async def reroute_open(self, conn: asyncpg.Connection, emit: Emit, *, since: date) -> int:
+        """Re-evaluate open referrals dated on/after ``since``; returns how many changed."""
+        rows = await conn.fetch(
+            "SELECT r.* FROM referrals r LEFT JOIN triage t USING (referral_id) "
+            "WHERE r.referral_date >= $1 AND NOT r.taken AND NOT r.closed AND NOT r.manual "
+            "AND (r.status = 'routed' OR t.status = 'open') ORDER BY r.referral_id FOR UPDATE OF r",
+            since)
+        changed = 0
+        for row in rows:
+            referral = ReferralCore.model_validate(orjson.loads(row["referral"]))
+            loads = await self.loads(conn, exclude=referral.referral_id)
+            d = decide(referral.commune, referral.postcode, referral.referral_date, self.history,
+                       loads, context_structure=row["context_structure"])
+            if await self.apply(conn, emit, referral, d, correlation_id=row["correlation_id"],
+                                context_structure=row["context_structure"],
+                                trigger="territory_change", previous=row):
+                changed += 1
+        return changed
+
+    # ------------------------------------------------------------------ case feedback
+    @staticmethod
+    async def case_opened(conn: asyncpg.Connection, referral_id: uuid.UUID, case_id: uuid.UUID) -> None:
+        await conn.execute("UPDATE referrals SET case_id = $2, updated_at = now() "
+                           "WHERE referral_id = $1", referral_id, case_id)
+
+    @staticmethod
+    async def case_taken(conn: asyncpg.Connection, case_id: uuid.UUID,
+                         mediator_id: str | None = None) -> None:
+        await conn.execute("UPDATE referrals SET taken = true, mediator_id = coalesce($2, mediator_id),"
+                           " updated_at = now() WHERE case_id = $1", case_id, mediator_id)
+
+    @staticmethod
+    async def case_closed(conn: asyncpg.Connection, case_id: uuid.UUID, closed: bool) -> None:
+        await conn.execute("UPDATE referrals SET closed = $2, updated_at = now() "
+                           "WHERE case_id = $1", case_id, closed)
+
+    # ------------------------------------------------------------------ triage
+    @staticmethod
+    async def triage_list(conn: asyncpg.Connection, *, structure: str | None, all_: bool,
+                          status: str) -> list[dict]:
+        rows = await conn.fetch(
+            "SELECT t.*, r.referral, r.referral_date FROM triage t JOIN referrals r "
+            "USING (referral_id) WHERE t.status = $1 AND ($2 OR t.structure = $3 OR t.structure IS NULL)"
+            " ORDER BY t.created_at, t.referral_id LIMIT 500", status, all_, structure)
+        return [_triage_view(r) for r in rows]
+
+    async def resolve_by_hand(self, conn: asyncpg.Connection, emit: Emit, *,
+                              referral_id: uuid.UUID, caller_structure: str | None, is_admin: bool,
+                              caller: str, structure: str | None, area: str,
+                              mediator_id: str | None, place_code: str | None) -> ReferralRouted:
+        await self.refresh(conn)
+        t = await conn.fetchrow("SELECT * FROM triage WHERE referral_id = $1 FOR UPDATE", referral_id)
+        if t is None or not (is_admin or t["structure"] in (None, caller_structure)):
+            raise LookupError("referral_id")
+        if t["status"] != "open":
+            raise ValueError("status: this triage entry is no longer open")
+        target = structure or t["structure"] or caller_structure
+        if target is None:
+            raise ValueError("structure: required (the entry has no structure)")
+        if not is_admin and target != caller_structure:
+            raise PermissionError("structure: a coordinator routes into their own structure only")
+        row = await conn.fetchrow("SELECT * FROM referrals WHERE referral_id = $1 FOR UPDATE",
+                                  referral_id)
+        referral = ReferralCore.model_validate(orjson.loads(row["referral"]))
+        sv = self.history.structure_in_force(target, referral.referral_date)
+        if sv is None:
+            raise ValueError("structure: unknown, or not in force at the referral date")
+        if area not in sv.area_ids:
+            raise ValueError("area: not an area of the structure at the referral date")
+        if mediator_id is not None:
+            if not check_manual(sv, mediator_id):
+                raise ValueError("mediator_id: not a mediator of the structure")
+            assigned_by, reason = "manual", "manual"
+        else:
+            a = assign(sv, area, referral.referral_date,
+                       await self.loads(conn, exclude=referral_id))
+            if a.mediator_id is None:
+                raise ValueError("mediator_id: no mediator is available; choose one")
+            mediator_id, assigned_by, reason = a.mediator_id, a.assigned_by, a.reason
+        place = _manual_place(sv, area, place_code, t["candidates"])
+        payload = ReferralRouted(
+            referral=referral, structure=sv.structure, area=area, mediator_id=mediator_id,
+            place=place, decision=RoutingDecision(
+                rule="manual", territory_version=sv.version, score=None, manual=True,
+                assignment_reason=reason, assigned_by=assigned_by, trigger="manual"))
+        sig = ["routed", sv.structure, area, mediator_id, place.code]
+        await conn.execute(
+            "UPDATE referrals SET status = 'routed', structure = $2, area = $3, mediator_id = $4, "
+            "place_code = $5, signature = $6::jsonb, decision = $7::jsonb, manual = true, "
+            "updated_at = now() WHERE referral_id = $1",
+            referral_id, sv.structure, area, mediator_id, place.code, _json(sig),
+            payload.decision.model_dump_json())
+        await conn.execute(
+            "UPDATE triage SET status = 'resolved', resolved_at = now(), resolved_by = $2, "
+            "updated_at = now() WHERE referral_id = $1", referral_id, caller)
+        await emit(payload, str(referral_id), sv.structure, row["correlation_id"])
+        return payload
+
+
+def _manual_place(sv: StructureVersion, area: str, place_code: str | None,
+                  candidates_json: Any) -> PlaceRef:
+    if place_code:
+        p = sv.place(place_code)
+        if p is None or p.area != area:
+            raise ValueError("place_code: not a place of that area")
+        return PlaceRef(kind=p.kind, code=p.code, name=p.name, department=p.department)
+    cands = orjson.loads(candidates_json) if isinstance(candidates_json, str) else candidates_json
+    in_area = [c for c in cands or [] if c.get("structure") == sv.structure and c.get("area") == area]
+    if len(in_area) == 1:
+        return PlaceRef(**in_area[0]["place"])
+    a = sv.area(area)
+    return PlaceRef(kind="area", code=area, name=a.name if a else area)
+
+
+def _triage_view(r: asyncpg.Record) -> dict:
+    ref = orjson.loads(r["referral"])
+    return {
+        "referral_id": str(r["referral_id"]),
+        "structure": r["structure"], "area": r["area"],
+        "reason_code": r["reason_code"], "reason_detail": r["reason_detail"],
+        "reason": r["reason"],
+        "candidates": orjson.loads(r["candidates"]) if isinstance(r["candidates"], str)
+        else r["candidates"],
+        "territory_version": r["territory_version"], "status": r["status"],
+        "created_at": r["created_at"].isoformat(),
+        "referral": {
+            "source_system": ref.get("source_system"), "source_reference": ref.get("source_reference"),
+            "referral_date": ref.get("referral_date"), "commune": ref.get("commune"),
+            "postcode": ref.get("postcode"), "urgency": ref.get("urgency"),
+            "revision": ref.get("revision"),
+        },
+    }
