@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-
 from mediation_cases.config import CasesConfig
 from mediation_cases.service import build
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from mediation_cases.deadlines import scan_once
 from mediation_cases.opening import case_id_for_referral
+
 from tests.conftest import eventually
 
 from .support import COORDINATOR, MEDIATOR_A, person, routed_referral

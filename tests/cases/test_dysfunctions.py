@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 from mediation_cases.opening import case_id_for_referral
 from mediation_core import telemetry
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from tests.conftest import eventually
 
 from .support import MEDIATOR_A, routed_referral

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from mediation_cases.opening import case_id_for_referral
+
 from tests.conftest import eventually
 
 from .support import (
@@ -14,8 +14,8 @@ from .support import (
     AREA_B,
     COORDINATOR,
     MEDIATOR_A,
-    publish_routing,
     person,
+    publish_routing,
     routed_referral,
     unroutable,
 )

@@ -10,8 +10,6 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
 from mediation_schemas.cases import Attendance
 from mediation_schemas.common import MotiveItem
 from mediation_schemas.vocab import (
@@ -20,6 +18,7 @@ from mediation_schemas.vocab import (
     HealthRight,
     Urgency,
 )
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Channel = Literal["phone", "permanence", "home_visit", "partner_place"]
 Target = Literal["gp", "specialist", "dentist", "hospital", "pass", "pmi", "mental_health",

@@ -11,7 +11,6 @@ import uuid
 from datetime import datetime
 
 import asyncpg
-
 from mediation_schemas.cases import ReferralStatusChanged
 from mediation_schemas.vocab import ClosureReason
 

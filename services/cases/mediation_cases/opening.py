@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime
 
 import asyncpg
-
 from mediation_schemas.cases import (
     CaseOpened,
     CaseReassigned,
@@ -83,8 +82,8 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
             correlation_id=correlation_id, now=now)
         await _insert_referral(conn, p, case_id, is_primary=True, correlation_id=correlation_id,
                                now=now)
-        row = await store.get_case(conn, case_id)
-        assert row is not None
+        row = {"case_id": case_id, "structure": p.structure, "area": p.area,
+               "mediator_id": p.mediator_id}
         await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
                                  kind="case_opened", actor="system", axis=None, details={
                                      "origin": "referral", "referral_id": str(r.referral_id),
@@ -96,10 +95,8 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
             person_ref=r.person_ref, motives=r.motives, urgency=r.urgency, opened_at=now),
             topic=deps.topics.cases, key=str(case_id), structure=p.structure,
             correlation_id=correlation_id)
-        ref = await conn.fetchrow("SELECT * FROM case_referrals WHERE referral_id = $1",
-                                  r.referral_id)
-        await feedback.send(deps, conn, emit, ref, status="received", now=now,
-                            structure=p.structure)
+        await feedback.send(deps, conn, emit, _referral_view(p, correlation_id),
+                            status="received", now=now, structure=p.structure)
         return d.action
 
     assert d.case_id is not None
@@ -175,6 +172,14 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
         topic=deps.topics.cases, key=str(case_id), structure=new_row["structure"],
         correlation_id=correlation_id)
     return d.action
+
+
+def _referral_view(p: ReferralRouted, correlation_id: str) -> dict:
+    """The referral row as just inserted (saves a read on the hot path)."""
+    r = p.referral
+    return {"referral_id": r.referral_id, "consent_share": r.consent_share_with_referrer,
+            "last_feedback": None, "source_system": r.source_system,
+            "source_reference": r.source_reference, "correlation_id": correlation_id}
 
 
 async def _insert_referral(conn: asyncpg.Connection, p: ReferralRouted, case_id: uuid.UUID, *,

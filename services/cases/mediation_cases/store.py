@@ -8,7 +8,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-
 from mediation_schemas.cases import CaseRef
 
 from . import rules

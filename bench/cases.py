@@ -1,0 +1,145 @@
+"""Case opening from ReferralRouted events (inbox, person lock, attach-or-open decision, case
+and referral rows, timeline, CaseOpened + ReferralStatusChanged through the outbox and relay)
+next to a bare baseline measured in the same run on the same broker and database: raw
+aiokafka consume -> asyncpg insert of one row per event -> offset commit.
+
+Mix: 90 % new people, 10 % a second referral for someone who already has an open case
+(the attach path). Throughput counts from the first event processed to the last event's
+outbox rows published, so consumer-group joining is not counted on either side."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from datetime import UTC, date, datetime
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from mediation_cases.config import CasesConfig
+from mediation_cases.service import build
+from mediation_core.sealing import KeyVault, seal
+from mediation_core.settings import from_env
+from mediation_schemas.envelope import encode, new_envelope
+from mediation_schemas.referrals import PlaceRef, ReferralCore, ReferralRouted, RoutingDecision
+from mediation_schemas.topics import Topics
+
+
+def _events(n: int, block) -> tuple[list[bytes], int]:
+    people: list[str] = []
+    out = []
+    attached = 0
+    rnd = random.Random(7)
+    for i in range(n):
+        if people and rnd.random() < 0.10:
+            ref = rnd.choice(people)
+            attached += 1
+        else:
+            ref = uuid.uuid4().hex
+            people.append(ref)
+        rid = uuid.uuid4()
+        core = ReferralCore(
+            referral_id=rid, revision=1, source_system="bench-msp", source_reference=f"b{i}",
+            received_at=datetime.now(UTC), referral_date=date(2026, 11, 2), person_ref=ref,
+            sealed=block, commune="Lasalle", motives=[{"code": "access_to_rights"}],
+            consent_share_with_referrer=bool(i % 2))
+        p = ReferralRouted(referral=core, structure="cpts-ecm", area=f"area-{i % 2}",
+                           mediator_id=f"med-{i % 2}",
+                           place=PlaceRef(kind="commune", code="30140", name="Lasalle"),
+                           decision=RoutingDecision(rule="exact_name", territory_version=1))
+        out.append(encode(new_envelope(p, producer="bench", correlation_id=str(rid),
+                                       structure="cpts-ecm")))
+    return out, attached
+
+
+async def _fill(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await p.start()
+    try:
+        futs = [await p.send(topic, key=uuid.uuid4().bytes, value=v) for v in values]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+
+
+async def _bare(urls, topic: str, n: int) -> float:
+    conn = await asyncpg.connect(urls.database_url)
+    table = f"public.bench_cases_bare_{uuid.uuid4().hex[:6]}"
+    await conn.execute(f"CREATE TABLE {table} (id uuid PRIMARY KEY, v bytea)")
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=urls.kafka_bootstrap,
+                                group_id=f"bare-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_poll_records=500)
+    await consumer.start()
+    done, t0 = 0, None
+    try:
+        while done < n:
+            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            recs = [r for rs in batch.values() for r in rs]
+            if not recs:
+                continue
+            if t0 is None:
+                t0 = time.perf_counter()
+            await conn.executemany(f"INSERT INTO {table} VALUES ($1, $2)",
+                                   [(uuid.uuid4(), r.value) for r in recs])
+            await consumer.commit()
+            done += len(recs)
+        return n / (time.perf_counter() - (t0 or time.perf_counter()))
+    finally:
+        await consumer.stop()
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.close()
+
+
+async def _ours(settings, n: int) -> tuple[float, int, int]:
+    svc = build(settings, config=CasesConfig(scan_interval=3600))
+    await svc.start(http=False)
+    try:
+        c = svc.consumers[0]
+        while c.stats.processed == 0:
+            await asyncio.sleep(0.005)
+        t0 = time.perf_counter()
+        while c.stats.processed + c.stats.dead_lettered < n:
+            await asyncio.sleep(0.01)
+        while await svc.pool.fetchval("SELECT count(*) FROM outbox") > 0:
+            await asyncio.sleep(0.01)
+        rate = n / (time.perf_counter() - t0)
+        cases = await svc.pool.fetchval("SELECT count(*) FROM cases")
+        return rate, cases, c.stats.dead_lettered
+    finally:
+        await svc.stop()
+
+
+async def run(urls, scale: float = 1.0) -> list[dict]:
+    n = max(200, int(4000 * scale))
+    prefix = f"benchcases{uuid.uuid4().hex[:6]}."
+    s = from_env("cases").with_(
+        kafka_bootstrap=urls.kafka_bootstrap, database_url=urls.database_url,
+        schema=f"bench_{prefix.strip('.')}", topics=Topics(prefix=prefix),
+        group_id=f"{prefix}cases", http_port=0, keyvault_schema=f"kv_{prefix.strip('.')}")
+    # one sealed block for all (cases never opens it when opening a case)
+    pool = await asyncpg.create_pool(urls.database_url, min_size=1, max_size=2)
+    vault = KeyVault(pool, {s.master_key_id: s.master_key}, s.master_key_id,
+                     schema=s.keyvault_schema)
+    await vault.ensure()
+    async with pool.acquire() as conn, conn.transaction():
+        key_id, dek = await vault.key_for_person(conn, "bench-person")
+    block = seal(dek, key_id, {"person": {"family_name": "Bench"}})
+    values, attached = _events(n, block)
+    try:
+        await _fill(urls.kafka_bootstrap, f"{prefix}bare_in", values)
+        await _fill(urls.kafka_bootstrap, s.topics.routing_decisions, values)
+        base = await _bare(urls, f"{prefix}bare_in", n)
+        ours, cases, dead = await _ours(s, n)
+    finally:
+        async with pool.acquire() as conn:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {s.schema} CASCADE")
+            await conn.execute(f"DROP SCHEMA IF EXISTS {s.keyvault_schema} CASCADE")
+        await pool.close()
+    expected = n - attached
+    note = (f"{n} ReferralRouted ({attached} attached to an open case); {cases} cases opened "
+            f"(expected {expected}), {dead} dead letters; baseline: raw aiokafka consume -> "
+            "asyncpg executemany insert -> commit")
+    return [{"name": f"case opening from ReferralRouted, {n} events", "value": ours,
+             "unit": "events/s", "baseline": base, "ratio": ours / base, "note": note}]
