@@ -181,7 +181,7 @@ _GAZ_CACHE: dict[tuple, Gazetteer] = {}
 def gazetteer_for(versions: Iterable[StructureVersion]) -> Gazetteer:
     """A gazetteer per set of versions in force (cached; versions are immutable)."""
     vs = tuple(versions)
-    key = tuple((v.structure, v.version) for v in vs)
+    key = tuple((v.structure, v.version, v.fingerprint) for v in vs)
     g = _GAZ_CACHE.get(key)
     if g is None:
         if len(_GAZ_CACHE) > 32:

@@ -15,6 +15,7 @@ Pure module: no broker, no database.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -96,6 +97,12 @@ class StructureVersion:
     coordinators: tuple[str, ...]
     city: str | None = None
     document: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Content hash: two versions with the same number but other content differ."""
+        blob = json.dumps(to_document(self), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(f"{self.effective_from}|{blob}".encode()).hexdigest()[:16]
 
     @cached_property
     def area_ids(self) -> set[str]:
