@@ -8,9 +8,9 @@ import logging
 
 import orjson
 import pytest
+from mediation_core import telemetry
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mediation_core import telemetry
 from tests.conftest import eventually
 from tests.helpers import read_topic
 from tests.intake.forms import canary_form, canary_values

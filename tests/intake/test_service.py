@@ -8,12 +8,12 @@ import uuid
 import httpx
 import orjson
 import pytest
-
 from mediation_core.auth import issue_token
 from mediation_core.sealing import KeyDestroyed
 from mediation_intake.intake import referral_id
+
 from tests.conftest import eventually
-from tests.helpers import produce, read_topic, values
+from tests.helpers import produce, read_topic
 from tests.intake.forms import GP, HOSPITAL, envelope, form, key
 
 pytestmark = pytest.mark.stack

@@ -27,14 +27,13 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
-from opentelemetry.trace import Status, StatusCode
-
 from mediation_core import sealing, telemetry
 from mediation_schemas.common import MotiveItem, Problem
 from mediation_schemas.envelope import Payload
 from mediation_schemas.received import ReferralReceived
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore, ReferralRejected
 from mediation_schemas.topics import Topics
+from opentelemetry.trace import Status, StatusCode
 
 from .validation import MAX_PAYLOAD_BYTES, Invalid, safe_ids, validate
 
@@ -146,14 +145,14 @@ class Intake:
         rid = referral_id(r.source_system, r.source_reference)
         content_hash = hmac.new(self.blind_key, b"content|" + orjson.dumps(
             r.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS), hashlib.sha256).hexdigest()
-        # a placeholder row first, so that two concurrent first copies serialise on its lock
-        await conn.execute(
-            "INSERT INTO referrals(referral_id, source_system, source_reference, received_at,"
-            " updated_at) VALUES ($1,$2,$3,$4,$4) ON CONFLICT (referral_id) DO NOTHING",
-            rid, r.source_system, r.source_reference, now)
+        # insert a placeholder (revision 0) or lock the existing row, in one round trip:
+        # two concurrent copies of the same form serialise on this row lock
         row = await conn.fetchrow(
-            "SELECT revision, content_hash, received_at FROM referrals WHERE referral_id = $1 "
-            "FOR UPDATE", rid)
+            "INSERT INTO referrals(referral_id, source_system, source_reference, received_at,"
+            " updated_at) VALUES ($1,$2,$3,$4,$4) ON CONFLICT (referral_id) DO UPDATE"
+            " SET referral_id = EXCLUDED.referral_id"
+            " RETURNING revision, content_hash, received_at",
+            rid, r.source_system, r.source_reference, now)
         if row["revision"] > 0 and row["content_hash"] == content_hash:
             await conn.execute("UPDATE referrals SET duplicates = duplicates + 1 "
                                "WHERE referral_id = $1", rid)

@@ -92,7 +92,7 @@ def phone(s: str) -> str:
             if len(national) == 9 and national[0] != "0":
                 return "+33" + national
             raise Unfixable("invalid_phone", _PHONE_MSG)
-        if 8 <= len(digits) <= 15 and digits[0] != "0":
+        if 9 <= len(digits) <= 15 and digits[0] != "0":
             return "+" + digits
         raise Unfixable("invalid_phone", _PHONE_MSG)
     if len(digits) == 10 and digits[0] == "0" and digits[1] != "0":

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-
 from mediation_core import sealing
 from mediation_core.consumer import EventConsumer, HandlerContext
 from mediation_core.errors import DomainRejection

@@ -1,0 +1,194 @@
+"""Intake throughput on the real stack, next to a bare consume-and-insert baseline.
+
+Both read the same N ``ReferralReceived`` records from the same topic:
+- baseline: a bare aiokafka consumer that parses each record and inserts it (asyncpg
+  ``executemany``) into a table, one transaction and one offset commit per batch;
+- intake: the real service (inbox, validation and normalisation, blind index, per-person
+  key from the vault, AES-GCM sealing, state upsert, outbox row, one transaction per batch).
+
+Rates are steady state: from the first record processed to the last (so group join and
+service start-up are not counted, for either). The HTTP path is measured too (sequential
+POSTs through the ASGI app, no network), without a baseline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+import time
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from mediation_core.settings import from_env
+from mediation_core.stack import StackUrls
+from mediation_schemas.topics import Topics
+
+
+def _name(rng: random.Random, n: int = 8) -> str:
+    return "".join(rng.choice(string.ascii_lowercase) for _ in range(n))
+
+
+def _forms(n: int, source: str, seed: int = 7) -> list[dict]:
+    from mediation_intake.contract import EXAMPLES
+
+    rng = random.Random(seed)
+    base = EXAMPLES["referral-received-msp-gp.json"]
+    people = [(_name(rng), _name(rng, 6), f"19{rng.randint(30, 99)}-0{rng.randint(1, 9)}-1"
+               f"{rng.randint(0, 9)}") for _ in range(max(1, n * 3 // 4))]
+    out = []
+    for i in range(n):
+        fam, giv, bd = people[i % len(people)]  # a quarter are people referred again
+        f = orjson.loads(orjson.dumps(base))
+        f["source_system"] = source
+        f["source_reference"] = f"B-{i:07d}"
+        f["person"].update(family_name=fam, given_name=giv, birth_date=bd,
+                           phone=f"06 {rng.randint(10, 99)} {rng.randint(10, 99)} "
+                           f"{rng.randint(10, 99)} {rng.randint(10, 99)}")
+        out.append(f)
+    return out
+
+
+def _envelope(payload: dict) -> bytes:
+    return orjson.dumps({
+        "event_id": str(uuid.uuid4()), "type": "ReferralReceived", "version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(), "producer": payload["source_system"],
+        "correlation_id": payload["source_reference"], "payload": payload})
+
+
+async def _produce(bootstrap: str, topic: str, forms: list[dict]) -> None:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
+                         linger_ms=5)
+    await p.start()
+    try:
+        futs = [await p.send(topic, key=f"{f['source_system']}:{f['source_reference']}".encode(),
+                             value=_envelope(f)) for f in forms]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+
+
+async def _steady_rate(count, n: int, limit_s: float) -> tuple[float, float]:
+    """Poll ``count()`` until it reaches n; rate from the first processed record to the end."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    t_first = c_first = None
+    while True:
+        c = await count() if asyncio.iscoroutinefunction(count) else count()
+        now = time.perf_counter()
+        if c > 0 and t_first is None:
+            t_first, c_first = now, c
+        if c >= n:
+            break
+        if loop.time() > deadline:
+            raise TimeoutError(f"only {c}/{n} processed")
+        await asyncio.sleep(0.005)
+    assert t_first is not None and c_first is not None
+    elapsed = max(now - t_first, 1e-6)
+    return (n - c_first) / elapsed if n > c_first else float(n) / elapsed, elapsed
+
+
+async def _baseline(urls: StackUrls, topic: str, schema: str, n: int) -> float:
+    conn = await asyncpg.connect(urls.database_url)
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    await conn.execute(f"CREATE TABLE {schema}.raw (event_id uuid PRIMARY KEY, payload jsonb)")
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=urls.kafka_bootstrap,
+                                group_id=f"{schema}.baseline", auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_poll_records=500,
+                                isolation_level="read_committed")
+    await consumer.start()
+    done = 0
+
+    async def loop() -> None:
+        nonlocal done
+        while done < n:
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            rows = []
+            for recs in batches.values():
+                for r in recs:
+                    env = orjson.loads(r.value)
+                    rows.append((uuid.UUID(env["event_id"]),
+                                 orjson.dumps(env["payload"]).decode()))
+            if rows:
+                async with conn.transaction():
+                    await conn.executemany(
+                        f"INSERT INTO {schema}.raw VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
+                        rows)
+                await consumer.commit()
+                done += len(rows)
+
+    task = asyncio.create_task(loop())
+    try:
+        rate, _ = await _steady_rate(lambda: done, n, limit_s=60)
+        await task
+    finally:
+        await consumer.stop()
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
+    return rate
+
+
+async def run(urls: StackUrls, scale: float = 1.0) -> list[dict]:
+    import httpx
+    from mediation_core.auth import issue_token
+    from mediation_intake.service import build
+
+    n = max(50, int(2000 * scale))
+    ns = f"bench_{uuid.uuid4().hex[:6]}"
+    topics = Topics(prefix=f"{ns}.")
+    settings = from_env("intake").with_(
+        kafka_bootstrap=urls.kafka_bootstrap, database_url=urls.database_url,
+        schema=f"intake_{ns}", topics=topics, group_id=f"{ns}.intake", http_port=0,
+        keyvault_schema=f"keyvault_{ns}")
+    forms = _forms(n, "bench-msp")
+    from mediation_core.service import ensure_topics
+
+    await ensure_topics(urls.kafka_bootstrap, [topics.referrals_received], settings.partitions)
+    await _produce(urls.kafka_bootstrap, topics.referrals_received, forms)
+
+    base_rate = await _baseline(urls, topics.referrals_received, f"base_{ns}", n)
+
+    svc = build(settings, http_rate=1e6, http_burst=1_000_000)
+    await svc.start(http=False)
+    try:
+        c = svc.consumers[0]
+        rate, _ = await _steady_rate(lambda: c.stats.processed, n, limit_s=120)
+        accepted = await svc.pool.fetchval("SELECT count(*) FROM referrals WHERE revision = 1")
+        # HTTP path: sequential POSTs (one transaction each), new forms
+        m = max(20, n // 10)
+        http_forms = _forms(m, "bench-http", seed=11)
+        headers = {"Authorization": f"Bearer {issue_token(sub='bench-http', role='source_system')}"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=svc.app),
+                                     base_url="http://intake") as http:
+            t0 = time.perf_counter()
+            for f in http_forms:
+                r = await http.post("/referrals", json=f, headers=headers)
+                assert r.status_code == 202, r.text
+            http_rate = m / (time.perf_counter() - t0)
+    finally:
+        await svc.stop()
+        conn = await asyncpg.connect(urls.database_url)
+        try:
+            for schema in (settings.schema, settings.keyvault_schema):
+                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await conn.close()
+    return [
+        {"name": "intake.kafka_referrals_per_s", "value": round(rate, 1), "unit": "referrals/s",
+         "baseline": round(base_rate, 1), "ratio": round(rate / base_rate, 3),
+         "note": f"{n} forms ({accepted} accepted), steady state; baseline = bare aiokafka "
+                 "consume + asyncpg executemany insert + commit per batch, same topic, same run"},
+        {"name": "intake.http_referrals_per_s", "value": round(http_rate, 1),
+         "unit": "referrals/s", "baseline": None, "ratio": None,
+         "note": f"{m} sequential POST /referrals through the ASGI app (one transaction each)"},
+    ]
+
+
+if __name__ == "__main__":
+    from mediation_core import stack
+
+    for row in asyncio.run(run(stack.up())):
+        print(orjson.dumps(row).decode())
