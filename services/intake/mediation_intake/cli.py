@@ -23,6 +23,32 @@ def register(sub) -> None:
                    help="who asks (recorded; an operator id, not a patient's name)")
     p.set_defaults(func=_cmd_erase)
 
+    r = sub.add_parser("rewrap-keys", help="key rotation: re-wrap every person's data key "
+                       "under the current master key (MEDIATION_MASTER_KEY_ID)")
+    r.set_defaults(func=_cmd_rewrap)
+
+
+def _cmd_rewrap(args: argparse.Namespace) -> int:
+    return asyncio.run(_rewrap())
+
+
+async def _rewrap() -> int:
+    from mediation_core import db
+    from mediation_core.settings import from_env
+
+    from .service import make_vault
+
+    s = from_env("intake")
+    pool = await db.create_pool(s.database_url, s.schema, application="intake-rewrap", max_size=2)
+    try:
+        vault = make_vault(pool, s)
+        await vault.ensure()
+        n = await vault.rewrap(s.master_key_id)
+        print(json.dumps({"rewrapped": n, "master_key_id": s.master_key_id}))
+        return 0
+    finally:
+        await pool.close()
+
 
 def _cmd_erase(args: argparse.Namespace) -> int:
     return asyncio.run(_erase(args))

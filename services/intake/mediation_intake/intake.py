@@ -34,10 +34,16 @@ from mediation_schemas.received import ReferralReceived
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore, ReferralRejected
 from mediation_schemas.topics import Topics
 from opentelemetry.trace import Status, StatusCode
+from prometheus_client import Counter
 
 from .validation import MAX_PAYLOAD_BYTES, Invalid, safe_ids, validate
 
 log = logging.getLogger(__name__)
+REFERRALS = Counter(
+    "mediation_intake_referrals_total",
+    "Referral forms taken, by sending system (a registered system id, never a person), "
+    "channel and outcome; the per-source rate shows a flooding sender",
+    ["source_system", "channel", "outcome"])
 PARIS = ZoneInfo("Europe/Paris")
 REFERRAL_NS = uuid.UUID("6f1c1b1e-3c1a-5a43-9a57-1d2f0c0a4e11")
 
@@ -95,6 +101,8 @@ class Intake:
         with self._tracer.start_as_current_span("intake take referral") as span:
             span.set_attribute("mediation.channel", channel)
             outcome = await self._take(conn, emit, raw, size=size, channel=channel, sender=sender)
+            src = sender or safe_ids(raw)[0] or "unknown"
+            REFERRALS.labels(src, channel, outcome.status).inc()
             span.set_attribute("mediation.outcome", outcome.status)
             if outcome.referral_id:
                 span.set_attribute("mediation.referral_id", str(outcome.referral_id))

@@ -6,6 +6,8 @@ which holds the rules; validation is the pure module validation.py.
 
 from __future__ import annotations
 
+import base64
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,9 +49,27 @@ class Runtime:
     intake: Intake = None  # type: ignore[assignment]
 
 
-def make_vault(pool: asyncpg.Pool, settings: Settings) -> sealing.KeyVault:
-    return sealing.KeyVault(pool, {settings.master_key_id: settings.master_key},
-                            settings.master_key_id, schema=settings.keyvault_schema)
+def master_keys(settings: Settings, previous: str | None = None) -> dict[str, bytes]:
+    """The current master key, plus the previous ones during a rotation.
+
+    ``MEDIATION_MASTER_KEYS_PREVIOUS`` = ``id:base64,id:base64``: keys that still unwrap data
+    keys wrapped before the rotation, until ``mediation rewrap-keys`` has moved them all.
+    """
+    keys = {settings.master_key_id: settings.master_key}
+    spec = previous if previous is not None else os.environ.get("MEDIATION_MASTER_KEYS_PREVIOUS", "")
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        kid, _, b64 = item.partition(":")
+        raw = base64.b64decode(b64)
+        if not kid or len(raw) != 32:
+            raise ValueError("MEDIATION_MASTER_KEYS_PREVIOUS: expected id:base64 of 32 bytes")
+        keys.setdefault(kid, raw)
+    return keys
+
+
+def make_vault(pool: asyncpg.Pool, settings: Settings,
+               previous: str | None = None) -> sealing.KeyVault:
+    return sealing.KeyVault(pool, master_keys(settings, previous), settings.master_key_id,
+                            schema=settings.keyvault_schema)
 
 
 def build(settings: Settings, *, clock: Clock | None = None, http_rate: float = 20.0,
