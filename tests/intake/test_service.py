@@ -219,6 +219,16 @@ async def test_a_flooding_source_is_throttled_and_others_still_get_in(intake):
         ok = await http.post("/referrals", json=form(HOSPITAL),
                              headers=bearer("ch-ales-service-social"))
         assert ok.status_code == 202, "another source is not starved"
+        # the same new form twice at once: one accepted, one duplicate, one event
+        same = form(GP, source_system="twin-sender")
+        r1, r2 = await asyncio.gather(*(http.post("/referrals", json=same,
+                                                  headers=bearer("twin-sender"))
+                                        for _ in range(2)))
+        assert sorted([r1.json()["status"], r2.json()["status"]]) == ["accepted", "duplicate"]
+    await eventually(lambda: intake.pool.fetchval("SELECT count(*) = 0 FROM outbox"), timeout=60,
+                     what="outbox drained")
+    events = await topic(intake, intake.settings.topics.referrals_intake, 5)
+    assert len(events) == 5 and all(e["type"] == "ReferralAccepted" for e in events)
 
 
 async def test_erase_destroys_the_key_and_the_sealed_block_no_longer_opens(
@@ -229,6 +239,8 @@ async def test_erase_destroys_the_key_and_the_sealed_block_no_longer_opens(
     await settled(intake, 2)
     events = await topic(intake, intake.settings.topics.referrals_intake, 2)
     blocks = [e["payload"]["referral"]["sealed"] for e in events]
+    refs = {e["payload"]["referral"]["person_ref"] for e in events}
+    assert len(refs) == 1, "the same person referred twice is recognisable"
     vault = intake.intake.vault
     assert (await vault.open(blocks[0], actor="t", purpose="t"))["person"]["given_name"] == "Ioana"
     rid = events[0]["payload"]["referral"]["referral_id"]

@@ -32,7 +32,23 @@ def fold(s: str) -> str:
     return " ".join(s.lower().replace("’", "'").split())
 
 
-_NAME_OK = re.compile(r"^[^\W\d_]+(?:[ '\-][^\W\d_]+)*$")
+_NAME_SEPARATORS = " '-"
+
+
+def _name_ok(s: str) -> bool:
+    """Letters (any script, with their combining marks), single separators between words."""
+    prev_sep = True
+    for ch in s:
+        cat = unicodedata.category(ch)
+        if ch in _NAME_SEPARATORS:
+            if prev_sep:
+                return False
+            prev_sep = True
+        elif cat.startswith("L") or (cat.startswith("M") and not prev_sep):
+            prev_sep = False
+        else:
+            return False
+    return not prev_sep
 
 
 def _name_common(s: str, what: str) -> str:
@@ -42,7 +58,7 @@ def _name_common(s: str, what: str) -> str:
     s = re.sub(r"\s*'\s*", "'", s)
     if not s:
         raise Unfixable("empty", f"{what} vide")
-    if not _NAME_OK.match(s):
+    if not _name_ok(s):
         raise Unfixable("invalid_characters",
                         f"{what} : seules les lettres, espaces, traits d'union et apostrophes "
                         "sont acceptés (pas de chiffres ni de symboles)")
