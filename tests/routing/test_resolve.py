@@ -267,3 +267,18 @@ def test_random_words_route_only_close_to_a_served_name(text):
         names = [n for p in r.places for n in (p.name, *p.aliases, *p.hamlets, *p.source_spellings)]
         best = max(fuzz.ratio(k, lk) for k in keys for n in names for lk in loose_keys(n))
         assert best >= 88 or any(strict_key(n).startswith(strict_key(text)) for n in names)
+
+
+def test_a_large_mixed_set_never_routes_a_trap_or_to_a_wrong_area():
+    from bench.routing import mixed_set
+
+    routed = 0
+    items = mixed_set(4000, seed=3)
+    for text, area in items:
+        r = resolve(text, None, GAZ)
+        if area is None:
+            assert r.status != "routed", text
+        elif r.status == "routed":
+            routed += 1
+            assert r.area == area, text
+    assert routed > 0.9 * sum(a is not None for _, a in items)

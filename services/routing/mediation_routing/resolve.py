@@ -358,7 +358,7 @@ def _decide_fuzzy(keys: tuple[str, ...], pq: Parsed, gaz: Gazetteer,
                 scored[m.place.code] = Match(m.place, m.via, s)
     if not scored:
         return Resolution(UNKNOWN, "fuzzy", detail="unknown_place")
-    ranked = sorted(scored.values(), key=lambda m: (-m.score, m.place.code))
+    ranked = sorted(scored.values(), key=lambda m: (-m.score, not m.place.inside, m.place.code))
     pool = ranked
     threshold = FUZZY_ACCEPT
     if _hinted(pq):
