@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
+import sys
 import uuid
 from datetime import UTC, date, datetime
 
@@ -17,6 +21,7 @@ from mediation_schemas.cases import CaseOpened, CaseRef, FirstContactMade
 from mediation_schemas.common import MotiveItem, SealedBlock
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore
+from mediation_schemas.territory import TerritoryChanged
 from mediation_schemas.vocab import Motive
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic, values
@@ -232,3 +237,28 @@ async def test_territory_change_reroutes_open_referrals_only(routing, client):
     assert status == "rerouted"
     assert await routing.pool.fetchval(
         "SELECT area FROM referrals WHERE referral_id = $1", taken.referral_id) == SJ
+
+    # the coordinators' command reads the same territory from the database, same code path
+    env = {**os.environ, "MEDIATION_ROUTING_SCHEMA": routing.settings.schema,
+           "KAFKA_BOOTSTRAP_SERVERS": routing.settings.kafka_bootstrap,
+           "DATABASE_URL": routing.settings.database_url}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mediation_core.cli", "route", "Anduze", "--date", "2026-03-20",
+        "--json", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, _ = await asyncio.wait_for(proc.communicate(), 60)
+    obj = json.loads(stdout)
+    assert obj["territory_source"] == "database" and obj["territory_version"] == 2
+    assert (obj["status"], obj["area"], obj["place"]) == ("routed", SH, "Anduze")
+
+    # a territory version that does not hold together is dead-lettered with the field named
+    broken = terr.to_document(terr.packaged_versions()[0])
+    broken["mediators"][0]["area"] = "nowhere"
+    bad = new_envelope(TerritoryChanged(structure="cpts-ecm", territory_version=3,
+                                        effective_from=date(2026, 4, 1), territory=broken),
+                       producer="test", correlation_id="t", structure="cpts-ecm")
+    await produce(routing.settings.kafka_bootstrap, t.territory_changes, [(b"cpts-ecm", encode(bad))])
+    dlq = values(await read_topic(routing.settings.kafka_bootstrap,
+                                  t.dead_letters("routing.decisions"), expect=1, timeout=60))
+    assert dlq[0]["reason_code"] == "invalid_territory"
+    assert "mediators[0].area" in dlq[0]["reason"]
+    assert await routing.pool.fetchval("SELECT max(version) FROM territory_versions") == 2
