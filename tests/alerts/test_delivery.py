@@ -9,8 +9,8 @@ from collections import Counter
 
 import orjson
 import pytest
-
 from mediation_alerts.policy import DeliveryPolicy
+
 from tests.conftest import eventually
 from tests.helpers import read_topic, values
 

@@ -7,10 +7,10 @@ import logging
 import uuid
 
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
 from mediation_core import telemetry
 from mediation_core.sealing import KeyVault, seal
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from tests.conftest import eventually
 from tests.helpers import read_topic
 
