@@ -99,7 +99,8 @@ async def test_corrected_or_rerouted_referral_updates_the_case_instead_of_openin
     # the same event delivered again: no effect (inbox)
     await publish_routing(cases_svc, first)
     # revision 2, routed to another area and mediator (the commune was corrected)
-    await routed_referral(cases_svc, who=who, referral_id=rid, revision=2, area=AREA_B,
+    corrected = {**who, "phone": "0700000001"}
+    await routed_referral(cases_svc, who=corrected, referral_id=rid, revision=2, area=AREA_B,
                           mediator="med-b", urgency="urgent", consent=False)
     await eventually(lambda: watch.events("CaseReferralUpdated"), 60, what="update event")
     reassigned = await eventually(lambda: watch.events("CaseReassigned"), 60)
@@ -125,3 +126,38 @@ async def test_corrected_or_rerouted_referral_updates_the_case_instead_of_openin
     # urgent now: first contact due within 1 working day (end of Tuesday 24 Nov)
     assert case["first_contact_due"].startswith("2026-11-24T23:00:00")
     assert consumer.stats.dead_lettered == 0
+    # the correction reached the person's data the mediator reads
+    ident = (await client.get(f"/cases/{case_id}/identity", headers=COORDINATOR)).json()
+    assert ident["identity"]["person"]["phone"] == "0700000001"
+    updated = [t for t in case["timeline"] if t["kind"] == "referral_updated"]
+    assert updated[0]["details"]["identity"] == "updated"
+
+
+async def test_after_closure_a_new_referral_opens_a_new_case(cases_svc, client, watch):
+    who = person("Vidal", "Rose", "1983-03-03")
+    first = await routed_referral(cases_svc, who=who)
+    first_case = str(case_id_for_referral(first.referral.referral_id))
+    await eventually(lambda: watch.events("CaseOpened"), 60)
+
+    # an interview is the first contact when none was recorded
+    r = await client.post(f"/cases/{first_case}/interviews", headers=MEDIATOR_A,
+                          json={"version": 1, "channel": "partner_place"})
+    assert r.status_code == 200 and r.json()["case"]["first_contact_at"] is not None
+    made = await eventually(lambda: watch.events("FirstContactMade"), 60)
+    assert (made[0]["payload"]["channel"], made[0]["payload"]["attempts"]) == (
+        "partner_place", 1)
+    r = await client.post(f"/cases/{first_case}/close", headers=MEDIATOR_A,
+                          json={"version": r.json()["case"]["version"], "reason": "moved_away"})
+    assert r.status_code == 200
+
+    second = await routed_referral(cases_svc, who=who, source_system="cms-sauve")
+    opened = await eventually(lambda: len(watch.events("CaseOpened")) == 2
+                              and watch.events("CaseOpened"), 60)
+    assert opened[1]["payload"]["attached_to_existing"] is False
+    assert opened[1]["payload"]["case"]["case_id"] == str(
+        case_id_for_referral(second.referral.referral_id)) != first_case
+    # reopening the old one now would give the person two open cases: refused
+    v = (await client.get(f"/cases/{first_case}", headers=MEDIATOR_A)).json()["version"]
+    r = await client.post(f"/cases/{first_case}/reopen", headers=MEDIATOR_A,
+                          json={"version": v})
+    assert r.status_code == 409 and r.json()["error"] == "person_has_open_case"

@@ -147,6 +147,22 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
                                "WHERE case_id = $1", case_id, p.structure, p.area,
                                p.mediator_id)
             rerouted = True
+    identity = "unchanged"
+    if known is not None and known.is_primary and row["status"] == "open":
+        # the referral that opened the case carries the person's data: a correction (a
+        # phone number, a misspelt name) must reach the mediator
+        structure = p.structure if rerouted else row["structure"]
+        other = None
+        if r.person_ref != row["person_ref"]:
+            other = await store.find_open_case(conn, structure, r.person_ref)
+        if other is None:
+            await conn.execute(
+                "UPDATE cases SET sealed = $2::jsonb, person_ref = $3, commune = $4 "
+                "WHERE case_id = $1", case_id, store.jdump(r.sealed.model_dump(mode="json")),
+                r.person_ref, p.place.name)
+            identity = "updated"
+        else:  # the corrected identity is someone with an open case: a person decides
+            identity = "conflict_with_open_case"
     if row["status"] == "open":
         await _refresh_from_referrals(deps, conn, row, now=now)
     await store.bump(conn, case_id, now=now, activity=False)
@@ -155,7 +171,7 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
     await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
                              kind="referral_updated", actor="system", details={
                                  "referral_id": str(r.referral_id), "revision": r.revision,
-                                 "rerouted": rerouted})
+                                 "rerouted": rerouted, "identity": identity})
     if rerouted:
         await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
                                  kind="reassigned", actor="system", details={
