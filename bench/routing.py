@@ -16,15 +16,14 @@ from datetime import UTC, date, datetime
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from mediation_core.settings import from_env
+from mediation_routing import territory as terr
+from mediation_routing.decide import decide
+from mediation_routing.resolve import gazetteer_for, resolve
 from mediation_schemas.common import MotiveItem, SealedBlock
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore
 from mediation_schemas.topics import Topics
 from mediation_schemas.vocab import Motive
-
-from mediation_routing import territory as terr
-from mediation_routing.decide import decide
-from mediation_routing.resolve import gazetteer_for, resolve
 
 TRAPS = ["Quissac 46320", "Cros (63)", "Vabre", "Carnac", "Lioux", "Crespin", "Anduze",
          "Sommières", "Saint-Jean-du-Pin", "La Salle", "Cannes", "Sérignac", "St Hippolyte",
@@ -214,9 +213,10 @@ async def service_rows(urls, scale: float) -> list[dict]:
         await svc.wait_ready(timeout=90)
         await _fill(urls.kafka_bootstrap, topics.referrals_intake, values)
         t0 = time.perf_counter()
-        while svc.consumers[0].stats.processed < n:
-            await asyncio.sleep(0.01)
-        while await svc.pool.fetchval("SELECT count(*) FROM outbox") > 0:
+        while True:  # every referral decided, every decision published
+            if svc.consumers[0].stats.processed >= n and \
+                    await svc.pool.fetchval("SELECT count(*) FROM outbox") == 0:
+                break
             await asyncio.sleep(0.01)
         ours = n / (time.perf_counter() - t0)
     finally:

@@ -8,7 +8,6 @@ import sys
 from datetime import date
 
 import pytest
-
 from mediation_routing import territory as terr
 from mediation_routing.assign import assign
 from mediation_routing.decide import cli_view, decide

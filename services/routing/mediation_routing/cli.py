@@ -20,16 +20,15 @@ from . import territory as terr
 from .decide import cli_view, decide
 
 
-async def _from_db(timeout: float = 3.0) -> tuple[terr.TerritoryHistory, dict[str, int]] | None:
+async def _from_db(wait_s: float = 3.0) -> tuple[terr.TerritoryHistory, dict[str, int]] | None:
     try:
         import asyncpg
-
         from mediation_core import db
         from mediation_core.settings import from_env
 
         s = from_env("routing")
         db.check_ident(s.schema)
-        conn = await asyncio.wait_for(asyncpg.connect(s.database_url, timeout=timeout), timeout)
+        conn = await asyncio.wait_for(asyncpg.connect(s.database_url, timeout=wait_s), wait_s)
     except Exception:
         return None
     try:
@@ -56,6 +55,7 @@ async def _from_db(timeout: float = 3.0) -> tuple[terr.TerritoryHistory, dict[st
 def run_route(text: str, postcode: str | None, on: date, structure: str | None,
               packaged_only: bool = False) -> dict:
     found = None if packaged_only else asyncio.run(_from_db())
+    loads: dict[str, int]
     if found is None:
         hist, loads, source = terr.TerritoryHistory(terr.packaged_versions()), {}, "packaged"
     else:

@@ -137,10 +137,10 @@ def parse(text: str | None, postcode: str | None = None) -> Parsed:
         out.postcodes.add((m.group(1) + m.group(2)).upper())
     raw = _POSTCODE.sub(" , ", raw)
     if "marseille" in raw:
-        m = _ARRONDISSEMENT.search(raw)
-        if m and 1 <= int(m.group(1)) <= 16:
-            out.postcodes.add(f"130{int(m.group(1)):02d}")
-            raw = raw[:m.start()] + " " + raw[m.end():]
+        arr = _ARRONDISSEMENT.search(raw)
+        if arr and 1 <= int(arr.group(1)) <= 16:
+            out.postcodes.add(f"130{int(arr.group(1)):02d}")
+            raw = raw[:arr.start()] + " " + raw[arr.end():]
     segments: list[str] = []
     for seg in re.split(r"[,;/()\[\]\n|]+", raw):
         toks = [_ABBREV.get(w, w) for w in _WORD.findall(seg)]

@@ -390,7 +390,7 @@ def _decide_fuzzy(keys: tuple[str, ...], pq: Parsed, gaz: Gazetteer,
 
 
 def _loose_names(p: Place) -> list[str]:
-    out = []
+    out: list[str] = []
     for text in (p.name, *p.aliases, *p.source_spellings):
         out += loose_keys_from_tokens(strict_key(text).split())
     return out

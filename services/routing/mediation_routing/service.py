@@ -55,7 +55,7 @@ def build(settings: Settings) -> Service:
                   title="mediation routing")
     topics = settings.topics
     store = RoutingStore()
-    svc.routing_store = store  # type: ignore[attr-defined]  (for tests and the API)
+    svc.routing_store = store  # type: ignore[attr-defined]
     svc.produced_topics += [topics.routing_decisions, topics.territory_changes]
 
     async def startup(s: Service) -> None:

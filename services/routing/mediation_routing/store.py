@@ -25,7 +25,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-
 from mediation_core.errors import DomainRejection
 from mediation_schemas.envelope import Payload
 from mediation_schemas.referrals import (
