@@ -98,7 +98,10 @@ async def test_dysfunction_reported_without_identity_and_canaries_nowhere(
     fmt = telemetry.JsonFormatter("cases")
     assert caplog.records
     logs = "\n".join(fmt.format(rec) for rec in caplog.records)
-    spans_text = "\n".join(s.to_json() for s in spans.get_finished_spans())
+    finished = spans.get_finished_spans()
+    assert "cases dysfunction" in {s.name for s in finished}
+    assert any(s.name.startswith("consume ReferralRouted") for s in finished)
+    spans_text = "\n".join(s.to_json() for s in finished)
     for c in CANARIES:
         assert c not in logs, c
         assert c not in spans_text, c

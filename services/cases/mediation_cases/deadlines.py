@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from mediation_schemas.cases import CaseInactivityFlagged, FirstContactOverdue
 
-from . import store
+from . import observe, store
 from .context import Deps
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ async def scan_once(deps: Deps, *, limit: int = 500) -> dict[str, int]:
                        topic=deps.topics.cases, key=str(r["case_id"]), structure=r["structure"],
                        correlation_id=r["correlation_id"])
             counts["inactive"] += 1
+    for kind, n in counts.items():
+        if n:
+            observe.DEADLINE_NOTICES.labels(kind).inc(n)
     if any(counts.values()):
         log.info("deadline scan", extra={"fields": counts})
     return counts

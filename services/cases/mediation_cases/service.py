@@ -7,6 +7,7 @@ closed-loop feedback on ``referrals_answers``. A background task watches deadlin
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mediation_core.consumer import EventConsumer, HandlerContext
@@ -29,9 +30,11 @@ from mediation_schemas.cases import (
 )
 from mediation_schemas.referrals import ReferralRouted, ReferralUnroutable
 
-from . import api, deadlines, opening
+from . import api, deadlines, observe, opening
 from .config import CasesConfig, Clock, system_clock
 from .context import Deps
+
+log = logging.getLogger(__name__)
 
 CHANNELS = {
     "consumes": {"routing_decisions": [ReferralRouted, ReferralUnroutable]},
@@ -68,8 +71,12 @@ def build(settings: Settings, *, clock: Clock | None = None,
         async def emit(payload, *, topic, key, structure, correlation_id):
             return await ctx.emit(payload, topic=topic, key=key, structure=structure,
                                   correlation_id=correlation_id)
-        await opening.on_referral_routed(deps, ctx.conn, emit, p,
-                                         correlation_id=ctx.envelope.correlation_id)
+        decision = await opening.on_referral_routed(deps, ctx.conn, emit, p,
+                                                    correlation_id=ctx.envelope.correlation_id)
+        observe.OPENINGS.labels(decision).inc()
+        log.info("routed referral handled", extra={"fields": {
+            "referral_id": str(p.referral.referral_id), "revision": p.referral.revision,
+            "decision": decision, "structure": p.structure, "area": p.area}})
 
     def register(c: EventConsumer) -> None:
         c.on(ReferralRouted, on_routed)

@@ -28,7 +28,7 @@ from mediation_schemas.cases import (
 from mediation_schemas.vocab import CaseOrigin
 
 from . import apimodels as m
-from . import feedback, opening, rules, store
+from . import feedback, observe, opening, rules, store
 from .context import Deps, Emit
 
 Violation = rules.RuleViolation
@@ -157,6 +157,7 @@ async def _open_sealed(deps: Deps, caller: Caller, case_id: uuid.UUID, block: di
     """Every opening is written to the case's audit trail first, then to the key vault's."""
     await store.record_access(deps.db(), case_id=case_id, actor=caller.sub, role=caller.role,
                               purpose=purpose, fields=fields, at=deps.clock())
+    observe.PERSONAL_DATA_READS.labels(purpose).inc()
     try:
         return await deps.vault().open(block, actor=f"cases:{caller.sub}", purpose=purpose)
     except KeyDestroyed:
@@ -193,15 +194,27 @@ Change = Callable[[asyncpg.Connection, asyncpg.Record, Emit, datetime], Awaitabl
 
 
 async def _mutate(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int | None,
-                  change: Change, *, activity: bool = True) -> tuple[m.CaseSummary, Any]:
+                  change: Change, *, command: str,
+                  activity: bool = True) -> tuple[m.CaseSummary, Any]:
+    """One use case, one transaction: lock the case, check scope and version, change, bump.
+    The span is current while events are written, so they carry its trace context."""
     now = deps.clock()
-    async with deps.db().acquire() as conn, conn.transaction():
-        row = await _visible(conn, caller, case_id, for_update=True)
-        rules.check_version(expected=version, current=row["version"])
-        extra = await change(conn, row, deps.outbox_emit(conn), now)
-        await store.bump(conn, case_id, now=now, activity=activity)
-        new = await store.get_case(conn, case_id)
-        n = await _referral_count(conn, case_id)
+    with observe.tracer().start_as_current_span(
+            f"cases {command}", attributes={"mediation.case_id": str(case_id),
+                                            "mediation.command": command,
+                                            "mediation.actor_role": caller.role}):
+        try:
+            async with deps.db().acquire() as conn, conn.transaction():
+                row = await _visible(conn, caller, case_id, for_update=True)
+                rules.check_version(expected=version, current=row["version"])
+                extra = await change(conn, row, deps.outbox_emit(conn), now)
+                await store.bump(conn, case_id, now=now, activity=activity)
+                new = await store.get_case(conn, case_id)
+                n = await _referral_count(conn, case_id)
+        except Violation as v:
+            observe.COMMANDS.labels(command, v.code).inc()
+            raise
+    observe.COMMANDS.labels(command, "ok").inc()
     assert new is not None
     return summary(new, n, now, deps.config), extra
 
@@ -258,7 +271,7 @@ async def record_contact(deps: Deps, caller: Caller, case_id: uuid.UUID, version
             await _first_contact(deps, conn, row, emit, at=at, channel=req.channel,
                                  attempts=attempts, now=now, actor=caller.sub)
         return entry
-    return await _mutate(deps, caller, case_id, version, change)
+    return await _mutate(deps, caller, case_id, version, change, command="contact")
 
 
 async def record_interview(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int | None,
@@ -282,7 +295,7 @@ async def record_interview(deps: Deps, caller: Caller, case_id: uuid.UUID, versi
                                  attempts=row["contact_attempts"] + 1, now=now,
                                  actor=caller.sub)
         return entry
-    return await _mutate(deps, caller, case_id, version, change)
+    return await _mutate(deps, caller, case_id, version, change, command="interview")
 
 
 async def record_action(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int | None,
@@ -307,7 +320,7 @@ async def record_action(deps: Deps, caller: Caller, case_id: uuid.UUID, version:
             target=getattr(req, "target", None) or getattr(req, "label", None),
             language=getattr(req, "language", None)))
         return entry
-    return await _mutate(deps, caller, case_id, version, change)
+    return await _mutate(deps, caller, case_id, version, change, command="action")
 
 
 async def record_autonomy(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int | None,
@@ -327,7 +340,7 @@ async def record_autonomy(deps: Deps, caller: Caller, case_id: uuid.UUID, versio
             case=store.case_ref(row), action_id=entry, axis=2, kind="autonomy_assessment",
             occurred_at=at, autonomy_phase=req.phase, autonomy_score=req.score))
         return entry
-    return await _mutate(deps, caller, case_id, version, change)
+    return await _mutate(deps, caller, case_id, version, change, command="autonomy")
 
 
 async def report_dysfunction(deps: Deps, caller: Caller, case_id: uuid.UUID,
@@ -380,7 +393,7 @@ async def report_dysfunction(deps: Deps, caller: Caller, case_id: uuid.UUID,
             topic=deps.topics.dysfunctions, key=str(dysfunction_id),
             structure=row["structure"], correlation_id=row["correlation_id"])
         return dysfunction_id
-    return await _mutate(deps, caller, case_id, version, change)
+    return await _mutate(deps, caller, case_id, version, change, command="dysfunction")
 
 
 async def close_case(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int | None,
@@ -405,7 +418,7 @@ async def close_case(deps: Deps, caller: Caller, case_id: uuid.UUID, version: in
         await feedback.send_all(deps, conn, emit, case_id, status="closed", now=now,
                                 structure=row["structure"], reason=req.reason)
         return entry
-    return await _mutate(deps, caller, case_id, version, change)
+    return await _mutate(deps, caller, case_id, version, change, command="close")
 
 
 async def reopen_case(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int | None,
@@ -430,7 +443,7 @@ async def reopen_case(deps: Deps, caller: Caller, case_id: uuid.UUID, version: i
         await feedback.send_all(deps, conn, emit, case_id, status="in_progress", now=now,
                                 structure=row["structure"])
         return entry
-    return await _mutate(deps, caller, case_id, version, change)
+    return await _mutate(deps, caller, case_id, version, change, command="reopen")
 
 
 async def reassign_case(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int | None,
@@ -455,7 +468,7 @@ async def reassign_case(deps: Deps, caller: Caller, case_id: uuid.UUID, version:
             case=store.case_ref(new), from_mediator_id=row["mediator_id"], reason=req.reason,
             reassigned_at=now))
         return entry
-    return await _mutate(deps, caller, case_id, version, change, activity=False)
+    return await _mutate(deps, caller, case_id, version, change, command="reassign", activity=False)
 
 
 # ----------------------------------------------------------------------------- opening
@@ -483,6 +496,7 @@ async def open_case(deps: Deps, caller: Caller, req: m.OpenCaseRequest) -> m.Cas
     met_at = req.met_at or now
     case_id = uuid.uuid4()
     motives = [mo.model_dump(mode="json", exclude_none=True) for mo in req.motives]
+    observe.OPENINGS.labels(f"api_{req.origin}").inc()
     async with deps.db().acquire() as conn, conn.transaction():
         await opening.lock_person(conn, structure, person_ref)
         other = await store.find_open_case(conn, structure, person_ref)
