@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 import httpx
 import orjson
 import pytest
+from mediation_core import telemetry
 from mediation_core.auth import issue_token
 from mediation_routing import territory as terr
 from mediation_routing.service import build
@@ -22,6 +23,7 @@ from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore
 from mediation_schemas.territory import TerritoryChanged
 from mediation_schemas.vocab import Motive
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic, values
@@ -87,6 +89,8 @@ def by_referral(recs) -> dict[str, list[dict]]:
 
 
 async def test_routed_unroutable_triage_by_hand_and_corrections(routing, client, caplog):
+    spans = InMemorySpanExporter()
+    telemetry.setup_tracing("routing", extra_exporters=[spans])
     caplog.set_level(logging.DEBUG)  # our own code at every level (the test's producer is aiokafka)
     r1 = core("St Jean du Gard", "30270")
     r2 = core("Quissac 46320")
@@ -172,6 +176,13 @@ async def test_routed_unroutable_triage_by_hand_and_corrections(routing, client,
                        if not r.name.startswith("aiokafka"))
     assert CANARY not in logged
     assert "referral routed" in logged
+    finished = spans.get_finished_spans()
+    assert any(sp.name.startswith("consume ReferralAccepted") for sp in finished)
+    for sp in finished:
+        blob = orjson.dumps({"n": sp.name, "a": dict(sp.attributes or {}),
+                             "e": [dict(ev_.attributes or {}) for ev_ in sp.events]},
+                            default=str).decode()
+        assert CANARY not in blob
     for entries in ev.values():
         for e in entries:
             assert CANARY not in (e["payload"].get("reason") or "")
