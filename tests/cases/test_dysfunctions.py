@@ -105,3 +105,24 @@ async def test_dysfunction_reported_without_identity_and_canaries_nowhere(
     for c in CANARIES:
         assert c not in logs, c
         assert c not in spans_text, c
+
+
+async def test_dysfunction_seen_outside_a_case(cases_svc, client, watch):
+    r = await client.post("/dysfunctions", headers=MEDIATOR_A, json={
+        "category": "interpreting_lack", "concerned": "Urgences de l'hôpital d'Alès",
+        "observed_on": "2026-11-18T10:00:00+01:00", "urgency": "normal",
+        "description": "Aucun interprétariat proposé aux patients non francophones."})
+    assert r.status_code == 201, r.text
+    did = r.json()["dysfunction_id"]
+    ev = (await eventually(lambda: watch.events("DysfunctionReported"), 60))[0]
+    assert ev["_key"] == did and ev["structure"] == "cpts-ecm"
+    p = ev["payload"]
+    assert (p["case_id"], p["area"], p["sealed_identity"], p["category"]) == (
+        None, "vallee-borgne", None, "interpreting_lack")
+    r = await client.post("/dysfunctions", headers=MEDIATOR_A, json={
+        "category": "no-such-category", "concerned": "x", "description": "short",
+        "observed_on": "2026-11-18T10:00:00+01:00"})
+    assert r.status_code == 422
+    assert {p["field"] for p in r.json()["problems"]} == {"category", "concerned",
+                                                           "description"}
+    assert "no-such-category" not in r.text

@@ -227,6 +227,13 @@ def router(deps: Deps) -> APIRouter:
                                                _version(req.version, if_match), req)
         return _result(response, case, entry_id=entry)
 
+    @r.post("/dysfunctions", response_model=m.DysfunctionOut, status_code=201,
+            responses=ERRORS, tags=["dysfunctions"],
+            summary="Report a dysfunction seen outside any one case (DysfunctionReported)")
+    async def observed_dysfunction(caller: CaseCaller,
+                                   req: m.ObservedDysfunctionRequest) -> m.DysfunctionOut:
+        return await work.report_observed_dysfunction(deps, caller, req)
+
     # ------------------------------------------------------------------ collective work
     @r.post("/collective-actions", response_model=m.CollectiveActionOut, status_code=201,
             responses=ERRORS, tags=["collective work"],

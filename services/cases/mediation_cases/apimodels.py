@@ -244,6 +244,35 @@ class DysfunctionRequest(Versioned):
         "person_consents_to_be_named": False}]})
 
 
+class ObservedDysfunctionRequest(ApiModel):
+    """A dysfunction seen outside any one person's case (at a permanence, with partners):
+    no person is involved, so nothing about anyone is sealed or sent."""
+
+    category: DysfunctionCategory
+    concerned: str = Field(min_length=2, max_length=200)
+    urgency: Urgency = Urgency.normal
+    description: str = Field(min_length=10, max_length=4000,
+                             description="Facts, without identifying anyone.")
+    observed_on: AwareDatetime
+    commune: str | None = Field(default=None, max_length=100)
+    area: str | None = Field(default=None, description="Coordinators may set it; a mediator's "
+                             "area comes from the token.")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "category": "interpreting_lack", "concerned": "Service des urgences de l'hôpital",
+        "urgency": "normal", "observed_on": "2026-11-18T10:00:00+01:00",
+        "description": "Aucun interprétariat proposé aux patients non francophones ce mois-ci."}]})
+
+
+class DysfunctionOut(BaseModel):
+    dysfunction_id: uuid.UUID
+    structure: str
+    area: str | None
+    category: str
+    urgency: str
+    reported_at: datetime
+
+
 class CloseRequest(Versioned):
     reason: ClosureReason = Field(description="HAS: autonomous, barriers_lifted, relay_in_place, "
                                   "need_met_no_wish, no_adherence; practical: moved_away, "

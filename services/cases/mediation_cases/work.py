@@ -396,6 +396,40 @@ async def report_dysfunction(deps: Deps, caller: Caller, case_id: uuid.UUID,
     return await _mutate(deps, caller, case_id, version, change, command="dysfunction")
 
 
+async def report_observed_dysfunction(deps: Deps, caller: Caller,
+                                      req: m.ObservedDysfunctionRequest) -> m.DysfunctionOut:
+    if caller.role == "mediator":
+        if req.area not in (None, caller.area):
+            raise Violation("out_of_scope", "a mediator reports for their own area; leave area "
+                            "empty", "area", status=403)
+        area = caller.area
+    else:
+        area = req.area
+    if not caller.structure:
+        raise Violation("out_of_scope", "your token carries no structure", None, status=403)
+    now = deps.clock()
+    did = uuid.uuid4()
+    with observe.tracer().start_as_current_span(
+            "cases observed_dysfunction", attributes={"mediation.dysfunction_id": str(did)}):
+        async with deps.db().acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO dysfunctions(dysfunction_id, case_id, structure, area, category, "
+                "urgency, concerned, observed_on, reported_at, reported_by, consent_named) "
+                "VALUES ($1,NULL,$2,$3,$4,$5,$6,$7,$8,$9,false)",
+                did, caller.structure, area, req.category.value, req.urgency.value,
+                req.concerned, req.observed_on, now, caller.sub)
+            await deps.outbox.add(conn, DysfunctionReported(
+                dysfunction_id=did, case_id=None, structure=caller.structure, area=area,
+                category=req.category, urgency=req.urgency, concerned=req.concerned,
+                commune=req.commune, description=req.description, observed_on=req.observed_on,
+                reported_at=now), topic=deps.topics.dysfunctions, key=str(did),
+                correlation_id=f"dysfunction:{did}", structure=caller.structure)
+    observe.COMMANDS.labels("observed_dysfunction", "ok").inc()
+    return m.DysfunctionOut(dysfunction_id=did, structure=caller.structure, area=area,
+                            category=req.category.value, urgency=req.urgency.value,
+                            reported_at=now)
+
+
 async def close_case(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int | None,
                      req: m.CloseRequest) -> tuple[m.CaseSummary, uuid.UUID]:
     async def change(conn, row, emit, now):
