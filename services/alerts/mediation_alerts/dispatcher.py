@@ -30,6 +30,7 @@ import orjson
 from mediation_core.errors import is_transient
 from mediation_core.sealing import KeyDestroyed
 from mediation_schemas.alerts import AlertDispatched, AlertEscalated, AlertOutbound
+from prometheus_client import Counter, Histogram
 
 from . import content, store
 from .channels import EmailChannel, Outcome, WebhookChannel, endpoint_of_url
@@ -40,6 +41,15 @@ from .policy import CircuitBreaker, backoff_delay
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+DELIVERIES = Counter("mediation_alert_deliveries_total",
+                     "Alert delivery attempts, by channel and outcome",
+                     ["service", "channel", "outcome"])
+DELIVERY_SECONDS = Histogram("mediation_alert_delivery_seconds",
+                             "Time of one delivery attempt", ["service", "channel"],
+                             buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+ESCALATIONS = Counter("mediation_alert_escalations_total", "Alerts escalated, by target kind",
+                      ["service", "target"])
 
 _CLAIM = """
 WITH due AS (
@@ -57,7 +67,7 @@ SELECT a.alert_id, a.dysfunction_id, a.structure, a.authority_id, a.authority_na
        a.urgency, a.requires_identity, a.parent_alert_id, a.escalation_level, a.ack_due_at,
        a.created_at,
        d.commune, d.concerned, d.description, d.observed_on, d.reported_at, d.consented,
-       d.sealed_identity
+       d.sealed_identity, d.correlation_id, d.source_event_id
 FROM alerts a JOIN dysfunctions d USING (dysfunction_id)
 WHERE a.alert_id = ANY($1::uuid[])
 """
@@ -159,6 +169,8 @@ class Dispatcher:
                     else:
                         self.breaker.release(endpoint)
             except Exception as exc:  # a bug or the vault unreachable: retry, never drop
+                if endpoint is not None:
+                    self.breaker.release(endpoint)
                 outcome = Outcome(False, True, f"error_{type(exc).__name__}")
                 if not is_transient(exc):
                     log.error("delivery raised", exc_info=True,
@@ -246,6 +258,8 @@ class Dispatcher:
                 state_out = "retry"
             else:
                 state_out = "failed"
+            DELIVERIES.labels(rt.settings.service, d["channel"], state_out).inc()
+            DELIVERY_SECONDS.labels(rt.settings.service, d["channel"]).observe(ms / 1000)
             await conn.execute(
                 "INSERT INTO attempts(dispatch_id, attempt, channel, endpoint, started_at, "
                 "duration_ms, outcome, detail, http_status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
@@ -266,7 +280,8 @@ class Dispatcher:
                            WHERE alert_id = $1 RETURNING *""", a["alert_id"], now, due)
                     await rt.events.emit(conn, AlertDispatched(
                         alert=store.alert_ref(row), channel=d["channel"], attempt=attempt,
-                        dispatched_at=now), row)
+                        dispatched_at=now), {**dict(row), "correlation_id": a["correlation_id"],
+                                             "source_event_id": a["source_event_id"]})
                 self.delivered += 1
             elif state_out == "retry":
                 delay = backoff_delay(attempt, self.policy.base_delay, self.policy.max_delay)
@@ -363,5 +378,7 @@ class Dispatcher:
         await rt.events.emit(conn, AlertEscalated(
             alert=store.alert_ref(a), level=level, escalated_to=target, escalated_at=now,
             reason="no_acknowledgement", new_alert_id=new_alert_id), a)
+        ESCALATIONS.labels(rt.settings.service,
+                           "coordinator" if target == COORDINATOR else "authority").inc()
         log.info("alert escalated", extra={"fields": {"alert_id": str(a["alert_id"]),
                                                       "level": level, "to": target}})

@@ -111,8 +111,9 @@ class Events:
 
     async def emit(self, conn: asyncpg.Connection, payload: Payload, a: Any,
                    *, topic: str | None = None, key: str | None = None, **kw: Any) -> None:
-        ids = await conn.fetchrow("SELECT correlation_id, source_event_id FROM dysfunctions "
-                                  "WHERE dysfunction_id = $1", a["dysfunction_id"])
+        ids: Any = a if "correlation_id" in a.keys() else await conn.fetchrow(
+            "SELECT correlation_id, source_event_id FROM dysfunctions WHERE dysfunction_id = $1",
+            a["dysfunction_id"])
         await self.outbox.add(conn, payload, topic=topic or self.topics.alerts,
                               key=key or str(a["alert_id"]), correlation_id=ids["correlation_id"],
                               causation_id=ids["source_event_id"], structure=a["structure"], **kw)
