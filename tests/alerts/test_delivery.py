@@ -10,9 +10,10 @@ from collections import Counter
 import orjson
 import pytest
 from mediation_alerts.policy import DeliveryPolicy
+from mediation_schemas.envelope import encode, new_envelope
 
 from tests.conftest import eventually
-from tests.helpers import read_topic, values
+from tests.helpers import produce, read_topic, values
 
 from .conftest import FAST, configure, dysfunction, report
 from .receivers import SmtpReceiver, WebhookReceiver, free_port
@@ -200,3 +201,37 @@ async def _eq(pool, sql: str, n: int) -> bool:
 
 async def _ge(pool, sql: str, n: int) -> bool:
     return await pool.fetchval(sql) >= n
+
+
+async def test_two_dispatchers_and_a_repeated_dysfunction_send_each_alert_once(
+        make_alerts, settings_for):
+    hook = WebhookReceiver(SECRET)
+    await hook.start()
+    small_batches = DeliveryPolicy(**{**FAST.__dict__, "batch": 4})
+    svc = await make_alerts(policy=small_batches)
+    try:
+        await configure(svc, "cpam", channels=["webhook"], webhook_url=hook.url,
+                        webhook_secret=SECRET)
+        await configure(svc, "ars_alerte", channels=["webhook"], webhook_url=hook.url,
+                        webhook_secret=SECRET)
+        # a second instance of the service on the same schema and group: two dispatchers
+        svc2 = await make_alerts(policy=small_batches)
+        assert svc2.settings.schema == svc.settings.schema
+        items = [dysfunction("rights_blockage" if i % 2 else "health_risk") for i in range(40)]
+        await report(svc, items)
+        # the same dysfunction again, as a copy of the event and under a new event id
+        await report(svc, items[:5])
+        s = svc.settings
+        env = new_envelope(items[0], producer="cases", correlation_id="again",
+                           structure=items[0].structure)
+        await produce(s.kafka_bootstrap, s.topics.dysfunctions,
+                      [(str(items[0].dysfunction_id).encode(), encode(env))] * 2)
+        await eventually(lambda: len(hook.processed) == 40, 60, what="40 alerts received")
+        await eventually(lambda: _eq(svc.pool, "SELECT count(*) FROM dispatches WHERE "
+                                     "state='delivered'", 40), 60, what="recorded")
+        assert await svc.pool.fetchval("SELECT count(*) FROM alerts") == 40
+        assert all(n == 1 for n in hook.process_count.values())
+        assert len(hook.requests) == 40, "no alert was sent twice by the two dispatchers"
+        assert svc.dispatcher.delivered + svc2.dispatcher.delivered == 40
+    finally:
+        await hook.stop()
