@@ -347,13 +347,15 @@ async def report_dysfunction(deps: Deps, caller: Caller, case_id: uuid.UUID,
                              version: int | None, req: m.DysfunctionRequest
                              ) -> tuple[m.CaseSummary, uuid.UUID]:
     row0 = await _visible(deps.db(), caller, case_id)
+    # a stale request is refused before any personal data is opened (checked again under lock)
+    rules.check_version(expected=version, current=row0["version"])
     sealed = store.jload(row0["sealed"])
     if sealed is not None:
         # the description goes to authorities: it must not identify the person
         try:
             identity = await _open_sealed(deps, caller, case_id, sealed,
                                           purpose="dysfunction_identity_check",
-                                          fields=["identity"])
+                                          fields=["person"])
         except Violation:
             identity = {}
         for field_name, text in (("description", req.description), ("concerned", req.concerned)):
