@@ -14,15 +14,20 @@ CREATE TABLE IF NOT EXISTS libelles (
     PRIMARY KEY (domaine, code)
 );
 
-CREATE OR REPLACE FUNCTION periodes(ts timestamptz)
-RETURNS TABLE (type_periode text, periode text)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT v.t, v.p FROM (VALUES
-        ('mois', to_char(ts AT TIME ZONE 'Europe/Paris', 'YYYY-MM')),
-        ('trimestre', to_char(ts AT TIME ZONE 'Europe/Paris', 'YYYY-"T"Q')),
-        ('annee', to_char(ts AT TIME ZONE 'Europe/Paris', 'YYYY'))
-    ) AS v(t, p)
-$$;
+-- Calendar: each month (first day, Europe/Paris) belongs to three periods. Views join it
+-- on the local month of a fact, so a filter on type_periode/periode reaches the scan.
+CREATE TABLE IF NOT EXISTS calendrier (
+    mois         date NOT NULL,
+    type_periode text NOT NULL,
+    periode      text NOT NULL,
+    PRIMARY KEY (type_periode, periode, mois)
+);
+CREATE INDEX IF NOT EXISTS calendrier_mois ON calendrier (mois);
+INSERT INTO calendrier (mois, type_periode, periode)
+SELECT m::date, v.t, to_char(m, v.f)
+FROM generate_series(date '2000-01-01', date '2100-12-01', interval '1 month') AS m,
+     (VALUES ('mois', 'YYYY-MM'), ('trimestre', 'YYYY-"T"Q'), ('annee', 'YYYY')) AS v(t, f)
+ON CONFLICT DO NOTHING;
 
 -- ---------------------------------------------------------------- facts (helper views)
 
@@ -78,11 +83,12 @@ WHERE r.received_at IS NOT NULL
   AND (r.accepted_at IS NOT NULL OR r.rejected_at IS NOT NULL OR r.routing_status IS NOT NULL);
 
 -- ---------------------------------------------------------------- process indicators
+-- Each view joins the calendar (one row per period a fact's month belongs to) and a
+-- lateral list of geography levels, then groups plainly: a filter on a period, a level
+-- or a structure is pushed below the aggregation by the planner.
 
 CREATE OR REPLACE VIEW v_activite AS
-SELECT p.type_periode, p.periode,
-       CASE GROUPING(f.secteur, f.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
-       f.structure, f.secteur, f.mediateur,
+SELECT p.type_periode, p.periode, g.niveau, f.structure, g.secteur, g.mediateur,
        count(DISTINCT f.personne) FILTER (WHERE f.rencontre) AS personnes_rencontrees,
        count(*) FILTER (WHERE f.kind = 'ouverture') AS dossiers_ouverts,
        count(*) FILTER (WHERE f.kind = 'premier_contact') AS premiers_contacts,
@@ -95,16 +101,15 @@ SELECT p.type_periode, p.periode,
        count(*) FILTER (WHERE f.kind = 'rights_procedure') AS demarches_droits,
        count(*) FILTER (WHERE f.kind = 'interpreting') AS interpretariats,
        count(*) FILTER (WHERE f.kind = 'collectif:awareness_session') AS seances_information,
-       count(*) FILTER (WHERE f.kind LIKE 'collectif:%'
-                          AND f.kind NOT IN ('collectif:partner_meeting', 'collectif:professional_tool')) AS actions_collectives,
-       coalesce(sum(f.participants) FILTER (WHERE f.kind LIKE 'collectif:%'
-                          AND f.kind NOT IN ('collectif:partner_meeting', 'collectif:professional_tool')), 0)::bigint AS participants_actions_collectives,
+       count(*) FILTER (WHERE f.kind LIKE 'collectif:%' AND f.kind NOT IN ('collectif:partner_meeting', 'collectif:professional_tool')) AS actions_collectives,
+       coalesce(sum(f.participants) FILTER (WHERE f.kind LIKE 'collectif:%' AND f.kind NOT IN ('collectif:partner_meeting', 'collectif:professional_tool')), 0)::bigint AS participants_actions_collectives,
        count(*) FILTER (WHERE f.kind = 'collectif:professional_tool') AS outils_professionnels,
        count(*) FILTER (WHERE f.kind = 'collectif:partner_meeting') AS reunions_partenaires
-FROM f_activite f CROSS JOIN LATERAL periodes(f.at) p
-WHERE f.at IS NOT NULL
-GROUP BY p.type_periode, p.periode,
-         GROUPING SETS ((f.structure), (f.structure, f.secteur), (f.structure, f.secteur, f.mediateur));
+FROM f_activite f
+JOIN calendrier p ON p.mois = date_trunc('month', f.at AT TIME ZONE 'Europe/Paris')::date
+CROSS JOIN LATERAL (VALUES ('structure', NULL::text, NULL::text), ('secteur', f.secteur, NULL),
+                                  ('mediateur', f.secteur, f.mediateur)) AS g(niveau, secteur, mediateur)
+GROUP BY p.type_periode, p.periode, g.niveau, f.structure, g.secteur, g.mediateur;
 
 -- every kind of action, including kinds this view set does not name
 CREATE OR REPLACE VIEW v_actions_par_type AS
@@ -112,64 +117,55 @@ SELECT p.type_periode, p.periode, f.structure, f.kind AS type_action,
        count(*) AS actions,
        coalesce(sum(f.participants), 0)::bigint AS participants,
        coalesce(sum(f.professionnels), 0)::bigint AS professionnels
-FROM f_activite f CROSS JOIN LATERAL periodes(f.at) p
-WHERE f.at IS NOT NULL
+FROM f_activite f
+JOIN calendrier p ON p.mois = date_trunc('month', f.at AT TIME ZONE 'Europe/Paris')::date
 GROUP BY p.type_periode, p.periode, f.structure, f.kind;
 
 CREATE OR REPLACE VIEW v_orientations AS
-SELECT p.type_periode, p.periode,
-       CASE GROUPING(f.secteur, f.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
-       f.structure, f.secteur, f.mediateur,
-       CASE WHEN GROUPING(f.source) = 1 THEN '(toutes sources)' ELSE f.source END AS source,
+SELECT p.type_periode, p.periode, g.niveau, f.structure, g.secteur, g.mediateur,
+       k.source,
        count(*) AS recues,
        count(*) FILTER (WHERE f.decision = 'acceptee') AS acceptees,
        count(*) FILTER (WHERE f.decision = 'refusee') AS refusees,
        count(*) FILTER (WHERE f.decision = 'acceptee' AND f.routing_status = 'routed') AS routees,
        count(*) FILTER (WHERE f.decision = 'acceptee' AND f.routing_status = 'unroutable') AS non_routables
-FROM f_orientations f CROSS JOIN LATERAL periodes(f.received_at) p
-GROUP BY p.type_periode, p.periode,
-         GROUPING SETS ((f.structure), (f.structure, f.secteur), (f.structure, f.secteur, f.mediateur),
-                        (f.structure, f.source), (f.structure, f.secteur, f.source),
-                        (f.structure, f.secteur, f.mediateur, f.source));
+FROM f_orientations f
+JOIN calendrier p ON p.mois = date_trunc('month', f.received_at AT TIME ZONE 'Europe/Paris')::date
+CROSS JOIN LATERAL (VALUES ('structure', NULL::text, NULL::text), ('secteur', f.secteur, NULL),
+                                  ('mediateur', f.secteur, f.mediateur)) AS g(niveau, secteur, mediateur)
+CROSS JOIN LATERAL (VALUES (f.source), ('(toutes sources)')) AS k(source)
+GROUP BY p.type_periode, p.periode, g.niveau, f.structure, g.secteur, g.mediateur, k.source;
 
 CREATE OR REPLACE VIEW v_orientations_par_systeme AS
 SELECT p.type_periode, p.periode, f.systeme_source,
        count(*) AS recues,
        count(*) FILTER (WHERE f.decision = 'acceptee') AS acceptees,
        count(*) FILTER (WHERE f.decision = 'refusee') AS refusees
-FROM f_orientations f CROSS JOIN LATERAL periodes(f.received_at) p
+FROM f_orientations f
+JOIN calendrier p ON p.mois = date_trunc('month', f.received_at AT TIME ZONE 'Europe/Paris')::date
 GROUP BY p.type_periode, p.periode, f.systeme_source;
 
 -- ---------------------------------------------------------------- motives
 
 CREATE OR REPLACE VIEW v_motifs AS
-WITH m AS (
-    SELECT f.referral_key, f.structure, f.secteur, f.mediateur, f.received_at, x.motif
-    FROM f_orientations f CROSS JOIN LATERAL unnest(f.motives) AS x(motif)
-    WHERE f.decision = 'acceptee'
-), a AS (
-    SELECT p.type_periode, p.periode, GROUPING(m.secteur, m.mediateur) AS g, GROUPING(m.motif) AS gm,
-           m.structure, m.secteur, m.mediateur, m.motif,
-           count(*) AS mentions, count(DISTINCT m.referral_key) AS orientations
-    FROM m CROSS JOIN LATERAL periodes(m.received_at) p
-    GROUP BY p.type_periode, p.periode,
-             GROUPING SETS ((m.structure, m.motif), (m.structure, m.secteur, m.motif),
-                            (m.structure, m.secteur, m.mediateur, m.motif),
-                            (m.structure), (m.structure, m.secteur), (m.structure, m.secteur, m.mediateur))
-)
-SELECT a.type_periode, a.periode,
-       CASE a.g WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
-       a.structure, a.secteur, a.mediateur,
-       CASE WHEN a.gm = 1 THEN '(tous motifs)' ELSE a.motif END AS motif,
-       CASE WHEN a.gm = 1 THEN 'Tous motifs' ELSE coalesce(l.libelle, a.motif) END AS motif_libelle,
-       a.mentions, a.orientations,
-       round(100.0 * a.mentions / nullif(t.mentions, 0), 1) AS part_mentions_pct,
-       round(100.0 * a.orientations / nullif(t.orientations, 0), 1) AS part_orientations_pct
-FROM a
-JOIN a t ON t.gm = 1 AND t.g = a.g AND t.type_periode = a.type_periode AND t.periode = a.periode
-        AND t.structure = a.structure AND t.secteur IS NOT DISTINCT FROM a.secteur
-        AND t.mediateur IS NOT DISTINCT FROM a.mediateur
-LEFT JOIN libelles l ON l.domaine = 'motif' AND l.code = a.motif;
+SELECT p.type_periode, p.periode, g.niveau, m.structure, g.secteur, g.mediateur,
+       k.motif,
+       CASE WHEN k.motif = '(tous motifs)' THEN 'Tous motifs' ELSE coalesce(max(l.libelle), k.motif) END AS motif_libelle,
+       count(*) AS mentions,
+       count(DISTINCT m.referral_key) AS orientations,
+       round(100.0 * count(*) / nullif(max(CASE WHEN k.motif = '(tous motifs)' THEN count(*) END) OVER w, 0), 1) AS part_mentions_pct,
+       round(100.0 * count(DISTINCT m.referral_key)
+             / nullif(max(CASE WHEN k.motif = '(tous motifs)' THEN count(DISTINCT m.referral_key) END) OVER w, 0), 1) AS part_orientations_pct
+FROM (SELECT f.referral_key, f.structure, f.secteur, f.mediateur, f.received_at, x.motif
+      FROM f_orientations f CROSS JOIN LATERAL unnest(f.motives) AS x(motif)
+      WHERE f.decision = 'acceptee') m
+JOIN calendrier p ON p.mois = date_trunc('month', m.received_at AT TIME ZONE 'Europe/Paris')::date
+CROSS JOIN LATERAL (VALUES ('structure', NULL::text, NULL::text), ('secteur', m.secteur, NULL),
+                                  ('mediateur', m.secteur, m.mediateur)) AS g(niveau, secteur, mediateur)
+CROSS JOIN LATERAL (VALUES (m.motif), ('(tous motifs)')) AS k(motif)
+LEFT JOIN libelles l ON l.domaine = 'motif' AND l.code = k.motif
+GROUP BY p.type_periode, p.periode, g.niveau, m.structure, g.secteur, g.mediateur, k.motif
+WINDOW w AS (PARTITION BY p.type_periode, p.periode, g.niveau, m.structure, g.secteur, g.mediateur);
 
 -- ---------------------------------------------------------------- result indicators
 
@@ -199,9 +195,7 @@ JOIN (SELECT DISTINCT ON (case_id) * FROM case_actions
 LEFT JOIN cases c ON c.case_id = t1.case_id;
 
 CREATE OR REPLACE VIEW v_resultats AS
-SELECT p.type_periode, p.periode,
-       CASE GROUPING(f.secteur, f.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
-       f.structure, f.secteur, f.mediateur,
+SELECT p.type_periode, p.periode, g.niveau, f.structure, g.secteur, g.mediateur,
        count(*) FILTER (WHERE f.kind = 'droit_depose') AS demarches_droits_deposees,
        count(*) FILTER (WHERE f.kind = 'droit_ouvert') AS droits_ouverts,
        count(DISTINCT f.personne) FILTER (WHERE f.kind = 'droit_ouvert') AS personnes_droits_ouverts,
@@ -213,15 +207,16 @@ SELECT p.type_periode, p.periode,
        count(*) FILTER (WHERE f.kind = 'autonomie' AND f.v1 > f.v0) AS personnes_autonomie_en_progres,
        round(avg(f.v0) FILTER (WHERE f.kind = 'autonomie'), 1) AS score_autonomie_t0_moyen,
        round(avg(f.v1) FILTER (WHERE f.kind = 'autonomie'), 1) AS score_autonomie_t1_moyen
-FROM f_resultats f CROSS JOIN LATERAL periodes(f.at) p
-GROUP BY p.type_periode, p.periode,
-         GROUPING SETS ((f.structure), (f.structure, f.secteur), (f.structure, f.secteur, f.mediateur));
+FROM f_resultats f
+JOIN calendrier p ON p.mois = date_trunc('month', f.at AT TIME ZONE 'Europe/Paris')::date
+CROSS JOIN LATERAL (VALUES ('structure', NULL::text, NULL::text), ('secteur', f.secteur, NULL),
+                                  ('mediateur', f.secteur, f.mediateur)) AS g(niveau, secteur, mediateur)
+GROUP BY p.type_periode, p.periode, g.niveau, f.structure, g.secteur, g.mediateur;
 
 -- ---------------------------------------------------------------- caseload, delays, closures
 
 CREATE OR REPLACE VIEW v_file_active AS
-SELECT CASE GROUPING(d.secteur, d.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
-       d.structure, d.secteur, d.mediateur,
+SELECT g.niveau, d.structure, g.secteur, g.mediateur,
        count(*) AS dossiers_actifs,
        count(DISTINCT d.personne) AS personnes_suivies,
        count(*) FILTER (WHERE d.first_contact_at IS NULL) AS sans_premier_contact,
@@ -229,27 +224,26 @@ SELECT CASE GROUPING(d.secteur, d.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM now() - d.opened_at) / 86400))::numeric, 1) AS anciennete_mediane_jours,
        now() AS calculee_le
 FROM f_dossiers d
+CROSS JOIN LATERAL (VALUES ('structure', NULL::text, NULL::text), ('secteur', d.secteur, NULL),
+                                  ('mediateur', d.secteur, d.mediateur)) AS g(niveau, secteur, mediateur)
 WHERE d.ouvert
-GROUP BY GROUPING SETS ((d.structure), (d.structure, d.secteur), (d.structure, d.secteur, d.mediateur));
+GROUP BY g.niveau, d.structure, g.secteur, g.mediateur;
 
 CREATE OR REPLACE VIEW v_file_active_periode AS
-SELECT p.type_periode, p.periode,
-       CASE GROUPING(d.secteur, d.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
-       d.structure, d.secteur, d.mediateur,
+SELECT p.type_periode, p.periode, g.niveau, d.structure, g.secteur, g.mediateur,
        count(DISTINCT d.case_id) AS dossiers_actifs,
        count(DISTINCT d.personne) AS personnes_file_active
 FROM f_dossiers d
 CROSS JOIN LATERAL generate_series(date_trunc('month', d.opened_at AT TIME ZONE 'Europe/Paris'),
                                    date_trunc('month', coalesce(d.cloture_at, now()) AT TIME ZONE 'Europe/Paris'),
                                    interval '1 month') AS m(mois)
-CROSS JOIN LATERAL periodes(m.mois AT TIME ZONE 'Europe/Paris') p
-GROUP BY p.type_periode, p.periode,
-         GROUPING SETS ((d.structure), (d.structure, d.secteur), (d.structure, d.secteur, d.mediateur));
+JOIN calendrier p ON p.mois = m.mois::date
+CROSS JOIN LATERAL (VALUES ('structure', NULL::text, NULL::text), ('secteur', d.secteur, NULL),
+                                  ('mediateur', d.secteur, d.mediateur)) AS g(niveau, secteur, mediateur)
+GROUP BY p.type_periode, p.periode, g.niveau, d.structure, g.secteur, g.mediateur;
 
 CREATE OR REPLACE VIEW v_delais AS
-SELECT p.type_periode, p.periode,
-       CASE GROUPING(d.secteur, d.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
-       d.structure, d.secteur, d.mediateur,
+SELECT p.type_periode, p.periode, g.niveau, d.structure, g.secteur, g.mediateur,
        count(*) AS dossiers,
        count(d.first_contact_at) AS avec_premier_contact,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.first_contact_at - d.debut) / 86400))::numeric, 1) AS jours_orientation_premier_contact_median,
@@ -260,28 +254,29 @@ SELECT p.type_periode, p.periode,
        round((percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM d.cloture_at - d.first_contact_at) / 86400))::numeric, 1) AS jours_premier_contact_cloture_p90,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.cloture_at - d.debut) / 86400))::numeric, 1) AS jours_orientation_cloture_median,
        round((percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM d.cloture_at - d.debut) / 86400))::numeric, 1) AS jours_orientation_cloture_p90
-FROM f_dossiers d CROSS JOIN LATERAL periodes(d.debut) p
-GROUP BY p.type_periode, p.periode,
-         GROUPING SETS ((d.structure), (d.structure, d.secteur), (d.structure, d.secteur, d.mediateur));
+FROM f_dossiers d
+JOIN calendrier p ON p.mois = date_trunc('month', d.debut AT TIME ZONE 'Europe/Paris')::date
+CROSS JOIN LATERAL (VALUES ('structure', NULL::text, NULL::text), ('secteur', d.secteur, NULL),
+                                  ('mediateur', d.secteur, d.mediateur)) AS g(niveau, secteur, mediateur)
+GROUP BY p.type_periode, p.periode, g.niveau, d.structure, g.secteur, g.mediateur;
 
 CREATE OR REPLACE VIEW v_motifs_cloture AS
-SELECT p.type_periode, p.periode,
-       CASE GROUPING(x.secteur, x.mediateur) WHEN 0 THEN 'mediateur' WHEN 1 THEN 'secteur' ELSE 'structure' END AS niveau,
-       x.structure, x.secteur, x.mediateur,
-       CASE WHEN GROUPING(x.reason) = 1 THEN '(tous motifs)' ELSE x.reason END AS motif_cloture,
-       CASE WHEN GROUPING(x.reason) = 1 THEN 'Tous motifs' ELSE coalesce(max(l.libelle), x.reason) END AS motif_cloture_libelle,
+SELECT p.type_periode, p.periode, g.niveau, x.structure, g.secteur, g.mediateur,
+       k.motif_cloture,
+       CASE WHEN k.motif_cloture = '(tous motifs)' THEN 'Tous motifs'
+            ELSE coalesce(max(l.libelle), k.motif_cloture) END AS motif_cloture_libelle,
        count(*) AS clotures
 FROM (SELECT cc.case_id, cc.closed_at, cc.reason,
              coalesce(cc.structure, '(non attribuée)') AS structure,
              coalesce(cc.area, '(non précisé)') AS secteur,
              coalesce(cc.mediator_id, '(non précisé)') AS mediateur
       FROM case_closures cc) x
-CROSS JOIN LATERAL periodes(x.closed_at) p
-LEFT JOIN libelles l ON l.domaine = 'motif_cloture' AND l.code = x.reason
-GROUP BY p.type_periode, p.periode,
-         GROUPING SETS ((x.structure), (x.structure, x.secteur), (x.structure, x.secteur, x.mediateur),
-                        (x.structure, x.reason), (x.structure, x.secteur, x.reason),
-                        (x.structure, x.secteur, x.mediateur, x.reason));
+JOIN calendrier p ON p.mois = date_trunc('month', x.closed_at AT TIME ZONE 'Europe/Paris')::date
+CROSS JOIN LATERAL (VALUES ('structure', NULL::text, NULL::text), ('secteur', x.secteur, NULL),
+                                  ('mediateur', x.secteur, x.mediateur)) AS g(niveau, secteur, mediateur)
+CROSS JOIN LATERAL (VALUES (x.reason), ('(tous motifs)')) AS k(motif_cloture)
+LEFT JOIN libelles l ON l.domaine = 'motif_cloture' AND l.code = k.motif_cloture
+GROUP BY p.type_periode, p.periode, g.niveau, x.structure, g.secteur, g.mediateur, k.motif_cloture;
 
 -- ---------------------------------------------------------------- dysfunctions
 
@@ -311,25 +306,16 @@ SELECT p.type_periode, p.periode, f.structure, f.category AS categorie,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY f.heures_transmission))::numeric, 1) AS heures_transmission_mediane,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY f.heures_acquittement))::numeric, 1) AS heures_reponse_mediane,
        round((percentile_cont(0.9) WITHIN GROUP (ORDER BY f.heures_acquittement))::numeric, 1) AS heures_reponse_p90
-FROM f_alertes f CROSS JOIN LATERAL periodes(f.reported_at) p
+FROM f_alertes f
+JOIN calendrier p ON p.mois = date_trunc('month', f.reported_at AT TIME ZONE 'Europe/Paris')::date
 LEFT JOIN libelles l ON l.domaine = 'categorie_dysfonctionnement' AND l.code = f.category
 GROUP BY p.type_periode, p.periode, f.structure, f.category, f.autorite, f.statut;
 
 CREATE OR REPLACE VIEW v_dysfonctionnements_categorie AS
-WITH d AS (
-    SELECT f.dysfunction_id, f.structure, f.secteur, f.category, f.urgency, f.reported_at,
-           bool_or(f.alert_id IS NOT NULL AND f.statut <> 'en_cours') AS transmis,
-           bool_or(f.statut = 'acquitte') AS acquitte,
-           bool_or(f.statut = 'escalade') AS escalade,
-           min(f.heures_acquittement) AS heures_reponse
-    FROM f_alertes f
-    GROUP BY f.dysfunction_id, f.structure, f.secteur, f.category, f.urgency, f.reported_at
-)
-SELECT p.type_periode, p.periode,
-       CASE WHEN GROUPING(d.secteur) = 1 THEN 'structure' ELSE 'secteur' END AS niveau,
-       d.structure, d.secteur,
-       CASE WHEN GROUPING(d.category) = 1 THEN '(toutes catégories)' ELSE d.category END AS categorie,
-       CASE WHEN GROUPING(d.category) = 1 THEN 'Toutes catégories' ELSE coalesce(max(l.libelle), d.category) END AS categorie_libelle,
+SELECT p.type_periode, p.periode, g.niveau, d.structure, g.secteur,
+       k.categorie,
+       CASE WHEN k.categorie = '(toutes catégories)' THEN 'Toutes catégories'
+            ELSE coalesce(max(l.libelle), k.categorie) END AS categorie_libelle,
        count(*) AS signalements,
        count(*) FILTER (WHERE d.urgency = 'urgent') AS urgents,
        count(*) FILTER (WHERE d.transmis) AS transmis,
@@ -337,11 +323,18 @@ SELECT p.type_periode, p.periode,
        count(*) FILTER (WHERE d.escalade AND NOT d.acquitte) AS escalades_sans_reponse,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY d.heures_reponse))::numeric, 1) AS heures_reponse_mediane,
        round((percentile_cont(0.9) WITHIN GROUP (ORDER BY d.heures_reponse))::numeric, 1) AS heures_reponse_p90
-FROM d CROSS JOIN LATERAL periodes(d.reported_at) p
-LEFT JOIN libelles l ON l.domaine = 'categorie_dysfonctionnement' AND l.code = d.category
-GROUP BY p.type_periode, p.periode,
-         GROUPING SETS ((d.structure), (d.structure, d.secteur), (d.structure, d.category),
-                        (d.structure, d.secteur, d.category));
+FROM (SELECT f.dysfunction_id, f.structure, f.secteur, f.category, f.urgency, f.reported_at,
+             bool_or(f.alert_id IS NOT NULL AND f.statut <> 'en_cours') AS transmis,
+             bool_or(f.statut = 'acquitte') AS acquitte,
+             bool_or(f.statut = 'escalade') AS escalade,
+             min(f.heures_acquittement) AS heures_reponse
+      FROM f_alertes f
+      GROUP BY f.dysfunction_id, f.structure, f.secteur, f.category, f.urgency, f.reported_at) d
+JOIN calendrier p ON p.mois = date_trunc('month', d.reported_at AT TIME ZONE 'Europe/Paris')::date
+CROSS JOIN LATERAL (VALUES ('structure', NULL::text), ('secteur', d.secteur)) AS g(niveau, secteur)
+CROSS JOIN LATERAL (VALUES (d.category), ('(toutes catégories)')) AS k(categorie)
+LEFT JOIN libelles l ON l.domaine = 'categorie_dysfonctionnement' AND l.code = k.categorie
+GROUP BY p.type_periode, p.periode, g.niveau, d.structure, g.secteur, k.categorie;
 
 -- ---------------------------------------------------------------- freshness
 
