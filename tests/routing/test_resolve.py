@@ -124,7 +124,10 @@ REAL_WORLD = [
     ("St Theodorit", None, SH), ("St Nazaire des Gardies", None, SH),
     ("La Cadière et Cambo", None, SH), ("Cadiere et Cambo", None, SH),
     ("St Jean de Crieulon", None, SH), ("Bassurels (48)", None, SJ), ("Bassurels 48400", None, SJ),
-    ("30270", None, SJ),
+    ("30270", None, SJ), ("Quissac Gard", None, SH), ("Sauve - Gard", None, SH),
+    ("Mialet - Le Mas Soubeyran", None, SJ), ("Le Mas Soubeyran - Mialet (30140)", None, SJ),
+    ("Durfort-et-St-Martin", None, SH), ("Orthoux-Sérignac", None, SH),
+    ("SAINT - JEAN - DU - GARD", None, SJ), ("St Jean du Gard - 30270", None, SJ),
     # urban structures: neighbourhoods and street ranges, not communes
     ("Belsunce, Marseille", None, "mrs-centre-nord"), ("Frais Vallon 13013", None, "mrs-quartiers-nord"),
     ("Marseille 13e, Frais Vallon", None, "mrs-quartiers-nord"),
@@ -165,7 +168,8 @@ TRAPS = [
     ("Quissac", "30170"), ("Saint-Jean-du-Gard", "30140"), ("Lasalle 30170", None),
     ("Sauve (30260)", None), ("Colognac", "30610"),
     # two candidates in different areas, incomplete names
-    ("St Jean", "30"), ("Saint-Jean-du", None), ("Brouzet", None),
+    ("St Jean", "30"), ("Saint-Jean-du", None), ("Brouzet", None), ("Saint-Bonnet-de", None),
+    ("Cannes-et", None), ("Lasalle Lozère", None), ("Quissac Lot", None),
     # postcode alone shared by several communes
     ("30140", None), ("30460", None), ("30170", None), ("30260", None), ("30610", None),
     (None, "30440"), ("48400", None), ("13003", None),

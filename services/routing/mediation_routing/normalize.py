@@ -112,6 +112,8 @@ class Parsed:
     departments: set[str] = field(default_factory=set)
     street: str | None = None                       # strict key "boulevard national"
     street_number: int | None = None
+    alt: Parsed | None = None   # the same with a trailing department name read as a hint
+    subparts: list[str] = field(default_factory=list)  # segments split again on " - "
 
 
 _POSTCODE = re.compile(r"(?<![0-9])((?:[0-8][0-9]|9[0-5]|2a|2b)) ?([0-9]{3})(?![0-9])")
@@ -171,9 +173,35 @@ def parse(text: str | None, postcode: str | None = None) -> Parsed:
         toks = [t for t in toks if not t.isdigit()]
         if toks:
             segments.append(" ".join(toks))
+            subs = [" ".join(_ABBREV.get(w, w) for w in _WORD.findall(x) if not w.isdigit())
+                    for x in re.split(r"\s+-\s*|\s*-\s+", seg)]
+            subs = [x for x in subs if x]
+            out.subparts += subs if len(subs) > 1 else [" ".join(toks)]
     out.segments = segments
     out.name = " ".join(segments)
+    if segments:
+        alt = _trailing_department(segments[-1])
+        if alt is not None:
+            name, dept = alt
+            out.alt = Parsed(name="", segments=[*segments[:-1], name],
+                             postcodes=set(out.postcodes), departments={*out.departments, dept},
+                             street=out.street, street_number=out.street_number,
+                             subparts=[*out.subparts[:-1], name])
+            out.alt.name = " ".join(out.alt.segments)
     return out
+
+
+LINKING = {"le", "la", "les", "l", "de", "du", "des", "d", "et", "en", "sur", "sous", "aux",
+           "au", "saint", "sainte", "saints", "saintes"}
+
+
+def _trailing_department(seg: str) -> tuple[str, str] | None:
+    """"sauve gard" -> ("sauve", "30"); never "saint jean du gard" (a linking word before)."""
+    toks = seg.split()
+    for n in (3, 2, 1):
+        if len(toks) > n and " ".join(toks[-n:]) in DEPT_BY_NAME and toks[-n - 1] not in LINKING:
+            return " ".join(toks[:-n]), DEPT_BY_NAME[" ".join(toks[-n:])]
+    return None
 
 
 def street_key(text: str) -> str:

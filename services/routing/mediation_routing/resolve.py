@@ -40,7 +40,7 @@ from functools import lru_cache
 
 from rapidfuzz import fuzz, process
 
-from .normalize import Parsed, loose_keys_from_tokens, parse, street_key, strict_key
+from .normalize import LINKING, Parsed, loose_keys_from_tokens, parse, street_key, strict_key
 from .territory import Place, RefCommune, StructureVersion, reference_communes
 
 FUZZY_ACCEPT = 88.0
@@ -197,7 +197,12 @@ def resolve(text: str | None, postcode: str | None, gaz: Gazetteer, *,
     """Resolve a written place. Never raises; deterministic."""
     try:
         parsed = parse(text, postcode)
-        return _resolve(parsed, gaz, context_structure)
+        res = _resolve(parsed, gaz, context_structure)
+        if res.status not in (ROUTED, OUTSIDE) and parsed.alt is not None:
+            alt = _resolve(parsed.alt, gaz, context_structure)  # "Sauve Gard": a department
+            if alt.status in (ROUTED, OUTSIDE) or (res.status == UNKNOWN and alt.status != UNKNOWN):
+                return alt
+        return res
     except Exception:  # a bug must not lose a referral: it goes to a person instead
         return Resolution(UNKNOWN, "error", detail="resolution_error")
 
@@ -209,14 +214,16 @@ def _resolve(pq: Parsed, gaz: Gazetteer, ctx: str | None) -> Resolution:
             return r
     if not pq.name:
         return _by_postcode_only(pq, gaz)
-    if len(pq.segments) < 2:
+    groups = [g for g in (pq.segments, pq.subparts) if len(g) >= 2]
+    if not groups:
         return _by_name(pq.name, pq, gaz, ctx)
     whole = _by_name(pq.name, pq, gaz, ctx, max_tier=2)
     if whole.status in (ROUTED, OUTSIDE):
         return whole
-    combined = _combine([_by_name(s, pq, gaz, ctx) for s in pq.segments])
-    if combined.status != UNKNOWN:
-        return combined
+    for group in groups:  # "Le Mas Soubeyran, Mialet"; "Mialet - Le Mas Soubeyran"
+        combined = _combine([_by_name(s, pq, gaz, ctx) for s in group])
+        if combined.status != UNKNOWN:
+            return combined
     return _by_name(pq.name, pq, gaz, ctx)
 
 
@@ -276,7 +283,7 @@ def _by_name(name: str, pq: Parsed, gaz: Gazetteer, ctx: str | None,
         return mismatch or Resolution(UNKNOWN, "no_match", detail="unknown_place")
     pre = [m for k, ms in gaz.strict.items() if k.startswith(name + " ") for m in ms]
     if pre:
-        r = _decide_prefix(pre, pq, gaz)
+        r = _decide_prefix(pre, pq, gaz, name)
         if mismatch is None or r.status == ROUTED:
             return r
     if mismatch is not None:
@@ -335,7 +342,7 @@ def _decide(matches: list[Match], rule: str, pq: Parsed, gaz: Gazetteer, ctx: st
                       homonyms=homonyms)
 
 
-def _decide_prefix(matches: list[Match], pq: Parsed, gaz: Gazetteer) -> Resolution:
+def _decide_prefix(matches: list[Match], pq: Parsed, gaz: Gazetteer, name: str) -> Resolution:
     ms = list(_distinct(matches).values())
     if _hinted(pq):
         kept = [m for m in ms if _consistent(m.place, pq)]
@@ -345,7 +352,17 @@ def _decide_prefix(matches: list[Match], pq: Parsed, gaz: Gazetteer) -> Resoluti
                               places=(kept[0].place,), score=90.0)
         if kept:
             ms = kept
+    elif len(ms) == 1 and ms[0].place.inside and _specific_prefix(name):
+        # "Durfort-et-St-Martin": the start of one name only, and specific enough that an
+        # unlisted commune elsewhere is unlikely to share it (not "Saint-Bonnet-de")
+        return Resolution(ROUTED, "prefix", places=(ms[0].place,), score=90.0)
     return Resolution(AMBIGUOUS, "prefix", candidates=_cands(ms), detail="incomplete_name")
+
+
+def _specific_prefix(name: str) -> bool:
+    toks = name.split()
+    distinctive = [t for t in toks if t not in LINKING and len(t) > 1]
+    return len(distinctive) >= 2 and toks[-1] not in LINKING and len(name) >= 12
 
 
 def _decide_fuzzy(keys: tuple[str, ...], pq: Parsed, gaz: Gazetteer,
