@@ -60,11 +60,15 @@ class RoutingStore:
                 sv.structure, sv.version, sv.effective_from, _json(terr.to_document(sv)))
 
     async def refresh(self, conn: asyncpg.Connection) -> None:
-        """Load versions stored by another instance (or before a restart)."""
+        """Make the in-memory history what the database holds, as this transaction sees it:
+        versions stored by another instance are loaded; a version added in a transaction
+        that was rolled back is dropped."""
         known = self.history.known()
         rows = await conn.fetch("SELECT structure, version FROM territory_versions")
-        missing = [(r["structure"], r["version"]) for r in rows
-                   if (r["structure"], r["version"]) not in known]
+        stored = {(r["structure"], r["version"]) for r in rows}
+        for s, v in known - stored:
+            self.history.discard(s, v)
+        missing = sorted(stored - known)
         for s, v in missing:
             r = await conn.fetchrow("SELECT effective_from, document FROM territory_versions "
                                     "WHERE structure = $1 AND version = $2", s, v)

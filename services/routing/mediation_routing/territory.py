@@ -307,6 +307,12 @@ class TerritoryHistory:
         lst[:] = [v for v in lst if v.version != sv.version] + [sv]
         lst.sort(key=lambda v: v.version)
 
+    def discard(self, structure: str, version: int) -> None:
+        lst = self._by_structure.get(structure, [])
+        lst[:] = [v for v in lst if v.version != version]
+        if not lst:
+            self._by_structure.pop(structure, None)
+
     def known(self) -> set[tuple[str, int]]:
         return {(s, v.version) for s, lst in self._by_structure.items() for v in lst}
 
