@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from mediation_cases.config import CasesConfig
 from mediation_cases.service import build
 from mediation_core.sealing import KeyVault, seal
@@ -97,12 +96,12 @@ async def _ours(settings, n: int) -> tuple[float, int, int]:
     await svc.start(http=False)
     try:
         c = svc.consumers[0]
-        while c.stats.processed == 0:
+        while c.stats.processed == 0:  # noqa: ASYNC110  (polling a counter is the measurement)
             await asyncio.sleep(0.005)
         t0 = time.perf_counter()
-        while c.stats.processed + c.stats.dead_lettered < n:
+        while c.stats.processed + c.stats.dead_lettered < n:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-        while await svc.pool.fetchval("SELECT count(*) FROM outbox") > 0:
+        while await svc.pool.fetchval("SELECT count(*) FROM outbox") > 0:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         rate = n / (time.perf_counter() - t0)
         cases = await svc.pool.fetchval("SELECT count(*) FROM cases")

@@ -46,6 +46,12 @@ async def test_referrer_feedback_respects_consent(cases_svc, client, watch):
     # without consent: that the form arrived, nothing about the person's path
     assert answers("pharmacie-sauve") == [("received", None)]
 
+    # a new referral for someone already followed: received, and in progress (with consent)
+    await routed_referral(cases_svc, who=person("Simon", "Eva", "1977-07-07"),
+                          source_system="cms-sauve", consent=True)
+    await eventually(lambda: len(answers("cms-sauve")) == 2, 60, what="attached feedback")
+    assert answers("cms-sauve") == [("received", None), ("in_progress", None)]
+
     ev = next(e for e in watch.events("ReferralStatusChanged") if e["_key"] == "msp-lasalle")
     assert ev["_topic"] == cases_svc.settings.topics.referrals_answers
     assert set(ev["payload"]) == {"referral_id", "source_system", "source_reference", "status",

@@ -14,6 +14,7 @@ from .support import (
     AREA_B,
     COORDINATOR,
     MEDIATOR_A,
+    OTHER_STRUCTURE_COORDINATOR,
     person,
     publish_routing,
     routed_referral,
@@ -86,6 +87,15 @@ async def test_routed_referral_opens_a_case_and_a_second_one_for_the_same_person
     assert len(load) == 2
     mine = (await client.get("/cases", headers=MEDIATOR_A)).json()
     assert [c["case_id"] for c in mine] == [str(case_id)]
+
+    # the same person referred in another structure: that structure's own case
+    await routed_referral(cases_svc, who=who, structure="qpv-marseille", area=AREA_A,
+                          mediator="med-x")
+    await eventually(lambda: len(watch.events("CaseOpened")) == 4, 60)
+    assert watch.events("CaseOpened")[3]["payload"]["attached_to_existing"] is False
+    theirs = (await client.get("/cases", headers=OTHER_STRUCTURE_COORDINATOR)).json()
+    assert len(theirs) == 1 and theirs[0]["structure"] == "qpv-marseille"
+    assert len((await client.get("/cases", headers=COORDINATOR)).json()) == 2
 
 
 async def test_corrected_or_rerouted_referral_updates_the_case_instead_of_opening_another(
