@@ -110,6 +110,55 @@ async def _ours(settings, n: int) -> tuple[float, int, int]:
         await svc.stop()
 
 
+async def _api_latency(settings, n: int) -> tuple[float, float]:
+    """p50 latency (ms) of POST /cases/{id}/actions through the ASGI app (auth, scope,
+    row lock, version check, timeline row, outbox row), and of the bare SQL baseline: one
+    transaction with SELECT ... FOR UPDATE, an UPDATE and an INSERT."""
+    import statistics
+
+    import httpx
+    from mediation_core.auth import issue_token
+
+    svc = build(settings, config=CasesConfig(scan_interval=3600))
+    await svc.start(http=False)
+    headers = {"Authorization": "Bearer " + issue_token(sub="med-0", role="mediator",
+                                                        structure="cpts-ecm", area="area-0")}
+    ours: list[float] = []
+    base: list[float] = []
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=svc.app),
+                                     base_url="http://cases") as client:
+            r = await client.post("/cases", headers=headers, json={
+                "origin": "permanence", "channel": "permanence",
+                "identity": {"family_name": "Bench", "given_name": "Api",
+                             "birth_date": "1970-01-01"},
+                "motives": [{"code": "find_gp"}]})
+            case = r.json()
+            cid, v = case["case_id"], case["version"]
+            for _ in range(n):
+                t0 = time.perf_counter()
+                r = await client.post(f"/cases/{cid}/actions", headers=headers, json={
+                    "version": v, "kind": "information", "topic": "rights"})
+                ours.append(time.perf_counter() - t0)
+                v = r.json()["case"]["version"]
+        pool = svc.pool
+        assert pool is not None
+        await pool.execute("CREATE TABLE bench_bare_case (id int PRIMARY KEY, version int)")
+        await pool.execute("CREATE TABLE bench_bare_log (id bigserial, case_id int, d jsonb)")
+        await pool.execute("INSERT INTO bench_bare_case VALUES (1, 1)")
+        for _ in range(n):
+            t0 = time.perf_counter()
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.fetchrow("SELECT * FROM bench_bare_case WHERE id = 1 FOR UPDATE")
+                await conn.execute("UPDATE bench_bare_case SET version = version + 1 "
+                                   "WHERE id = 1")
+                await conn.execute("INSERT INTO bench_bare_log(case_id, d) VALUES (1, '{}')")
+            base.append(time.perf_counter() - t0)
+    finally:
+        await svc.stop()
+    return statistics.median(ours) * 1000, statistics.median(base) * 1000
+
+
 async def run(urls, scale: float = 1.0) -> list[dict]:
     n = max(200, int(4000 * scale))
     prefix = f"benchcases{uuid.uuid4().hex[:6]}."
@@ -131,6 +180,8 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
         await _fill(urls.kafka_bootstrap, s.topics.routing_decisions, values)
         base = await _bare(urls, f"{prefix}bare_in", n)
         ours, cases, dead = await _ours(s, n)
+        n_api = max(50, int(300 * scale))
+        api_ms, bare_ms = await _api_latency(s, n_api)
     finally:
         async with pool.acquire() as conn:
             await conn.execute(f"DROP SCHEMA IF EXISTS {s.schema} CASCADE")
@@ -141,4 +192,8 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
             f"(expected {expected}), {dead} dead letters; baseline: raw aiokafka consume -> "
             "asyncpg executemany insert -> commit")
     return [{"name": f"case opening from ReferralRouted, {n} events", "value": ours,
-             "unit": "events/s", "baseline": base, "ratio": ours / base, "note": note}]
+             "unit": "events/s", "baseline": base, "ratio": ours / base, "note": note},
+            {"name": f"mediator command POST /actions, p50 of {n_api}", "value": api_ms,
+             "unit": "ms", "baseline": bare_ms, "ratio": api_ms / bare_ms,
+             "note": "in-process ASGI (no network); baseline: one asyncpg transaction "
+                     "SELECT FOR UPDATE + UPDATE + INSERT"}]
