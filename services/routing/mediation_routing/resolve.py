@@ -14,8 +14,9 @@ Tiers, the first that finds anything decides (the lower ones only add candidates
    keys. Thresholds (see FUZZY_* below): the best place must score >= 88 and lead every
    place of another area -- and every place outside the territory -- by >= 6 points; with
    a postcode (or department) that the place has, >= 82 is enough. 88 admits one missing
-   or extra letter from 4 letters up ("Quisac", "Sauv", "Monoblett") and one wrong letter
-   only in names of 9 letters or more ("Conquayrac"): a wrong letter in a short name
+   or extra letter, or two neighbouring letters swapped (scored as one edit), from 4
+   letters up ("Quisac", "Sauv", "Monoblett", "Thorias") and one wrong letter only in
+   names of 9 letters or more ("Conquayrac"): a wrong letter in a short name
    often *is* another commune (Vabre, Carnac, Lioux, Crespin, Corbas...), and those
    real neighbours sit in the reference table so that they win at tier 1.
 
@@ -158,10 +159,20 @@ class Gazetteer:
         hits = process.extract(key, self._fuzzy_keys, scorer=fuzz.ratio, limit=25,
                                score_cutoff=FUZZY_FLOOR)
         out = []
-        for _k, score, idx in hits:
+        for k, score, idx in hits:
+            if _transposed(key, k):  # one swap of neighbouring letters counts as one edit
+                score = max(score, 100.0 * (1 - 1 / (len(key) + len(k))))
             for m in self._fuzzy_matches[idx]:
                 out.append((m, float(score)))
         return out
+
+
+def _transposed(a: str, b: str) -> bool:
+    if len(a) != len(b) or a == b:
+        return False
+    diff = [i for i in range(len(a)) if a[i] != b[i]]
+    return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] \
+        and a[diff[1]] == b[diff[0]]
 
 
 def _put(d: dict[str, list[Match]], key: str, m: Match) -> None:
