@@ -22,14 +22,17 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 import orjson
+from mediation_core import telemetry
 from mediation_core.errors import is_transient
 from mediation_core.sealing import KeyDestroyed
 from mediation_schemas.alerts import AlertDispatched, AlertEscalated, AlertOutbound
+from mediation_schemas.envelope import Envelope, new_envelope
 from prometheus_client import Counter, Histogram
 
 from . import content, store
@@ -50,6 +53,19 @@ DELIVERY_SECONDS = Histogram("mediation_alert_delivery_seconds",
                              buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
 ESCALATIONS = Counter("mediation_alert_escalations_total", "Alerts escalated, by target kind",
                       ["service", "target"])
+
+@dataclass
+class _Result:
+    d: dict
+    a: dict
+    directory: dict[str, Authority]
+    outcome: Outcome
+    started: datetime
+    ms: int
+    endpoint: str | None
+    due: datetime
+    retry_at: datetime | None = None
+
 
 _CLAIM = """
 WITH due AS (
@@ -135,11 +151,13 @@ class Dispatcher:
             for a in ctx.values():
                 if a["structure"] not in directories:
                     directories[a["structure"]] = await store.load_directory(conn, a["structure"])
-        await asyncio.gather(*(self._one(d, ctx[d["alert_id"]], directories[ctx[d["alert_id"]]["structure"]])
-                               for d in claimed))
+        results = await asyncio.gather(*(
+            self._one(d, ctx[d["alert_id"]], directories[ctx[d["alert_id"]]["structure"]])
+            for d in claimed))
+        await self._record_batch(list(results))
         return len(claimed)
 
-    async def _one(self, d: dict, a: dict, directory: dict[str, Authority]) -> None:
+    async def _one(self, d: dict, a: dict, directory: dict[str, Authority]) -> _Result:
         async with self._sem:
             recipient = directory.get(d["recipient"]) or directory[COORDINATOR]
             started = self.rt.clock()
@@ -158,9 +176,8 @@ class Dispatcher:
                                 if d["channel"] == "webhook" else self.rt.config.smtp.endpoint)
                     retry_at = self.breaker.allow(endpoint)
                     if retry_at is not None:
-                        await self._record(d, a, directory, Outcome(False, True, "circuit_open"),
-                                           started, 0, endpoint, due, retry_at=retry_at)
-                        return
+                        return _Result(d, a, directory, Outcome(False, True, "circuit_open"),
+                                       started, 0, endpoint, due, retry_at)
                     outcome = await self._deliver(d, a, recipient, directory, due)
                     if outcome.ok:
                         self.breaker.success(endpoint)
@@ -178,7 +195,7 @@ class Dispatcher:
             ms = int((time.perf_counter() - t0) * 1000)
             if self.after_deliver is not None:
                 await self.after_deliver(d, outcome)
-            await self._record(d, a, directory, outcome, started, ms, endpoint, due)
+            return _Result(d, a, directory, outcome, started, ms, endpoint, due)
 
     async def _body(self, d: dict, a: dict, directory: dict[str, Authority], due) -> dict:
         notice = None
@@ -231,91 +248,127 @@ class Dispatcher:
                                message_id=str(d["message_id"]))
         return await self.email.send(msg)
 
-    async def _record(self, d: dict, a: dict, directory: dict[str, Authority], o: Outcome,
-                      started, ms: int, endpoint: str | None, due, retry_at=None) -> None:
+    async def _record_batch(self, results: list[_Result]) -> None:
+        """Every outcome of one claimed batch, in one transaction (few round trips)."""
         rt = self.rt
         now = rt.clock()
+        svc_name = rt.settings.service
         async with self.pool.acquire() as conn, conn.transaction():
-            cur = await conn.fetchrow("SELECT state, attempts FROM dispatches WHERE dispatch_id=$1 "
-                                      "FOR UPDATE", d["dispatch_id"])
-            if cur is None or cur["state"] != "pending":
-                return  # recorded by another dispatcher after our lease expired
-            attempt = d["attempts"]
-            if o.detail == "circuit_open":
-                await conn.execute(
+            pending = {r["dispatch_id"] for r in await conn.fetch(
+                "SELECT dispatch_id FROM dispatches WHERE dispatch_id = ANY($1::uuid[]) "
+                "AND state = 'pending' FOR UPDATE", [r.d["dispatch_id"] for r in results])}
+            # the others were recorded by another dispatcher after our lease expired
+            results = [r for r in results if r.d["dispatch_id"] in pending]
+            attempt_rows, opened, retries, delivered, failed = [], [], [], [], []
+            for r in results:
+                attempt = r.d["attempts"]
+                o = r.outcome
+                if o.detail == "circuit_open":
+                    state = "circuit_open"  # not a real attempt: does not use the budget
+                    opened.append((r.d["dispatch_id"], r.retry_at))
+                elif o.ok:
+                    state = "delivered"
+                    delivered.append(r)
+                elif o.retryable and attempt < self.policy.max_attempts:
+                    state = "retry"
+                    delay = backoff_delay(attempt, self.policy.base_delay, self.policy.max_delay)
+                    retries.append((r.d["dispatch_id"], now + timedelta(seconds=delay), o.detail))
+                else:
+                    state = "failed"
+                    failed.append(r)
+                if state != "circuit_open":
+                    DELIVERIES.labels(svc_name, r.d["channel"], state).inc()
+                    DELIVERY_SECONDS.labels(svc_name, r.d["channel"]).observe(r.ms / 1000)
+                attempt_rows.append((r.d["dispatch_id"], attempt, r.d["channel"], r.endpoint,
+                                     r.started, r.ms, state, o.detail, o.http_status))
+            if attempt_rows:
+                await conn.executemany(
                     "INSERT INTO attempts(dispatch_id, attempt, channel, endpoint, started_at, "
-                    "duration_ms, outcome, detail) VALUES ($1,$2,$3,$4,$5,0,'circuit_open',$6)",
-                    d["dispatch_id"], attempt, d["channel"], endpoint, started, o.detail)
-                # not a real attempt: it does not consume the budget
-                await conn.execute("UPDATE dispatches SET attempts = attempts - 1, "
-                                   "next_attempt_at = $2 WHERE dispatch_id = $1",
-                                   d["dispatch_id"], retry_at)
-                return
-            exhausted = attempt >= self.policy.max_attempts
-            if o.ok:
-                state_out = "delivered"
-            elif o.retryable and not exhausted:
-                state_out = "retry"
-            else:
-                state_out = "failed"
-            DELIVERIES.labels(rt.settings.service, d["channel"], state_out).inc()
-            DELIVERY_SECONDS.labels(rt.settings.service, d["channel"]).observe(ms / 1000)
-            await conn.execute(
-                "INSERT INTO attempts(dispatch_id, attempt, channel, endpoint, started_at, "
-                "duration_ms, outcome, detail, http_status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-                d["dispatch_id"], attempt, d["channel"], endpoint, started, ms, state_out,
-                o.detail, o.http_status)
-            if state_out == "delivered":
-                await conn.execute("UPDATE dispatches SET state='delivered', delivered_at=$2, "
-                                   "last_error=NULL WHERE dispatch_id=$1", d["dispatch_id"], now)
-                if d["channel"] == "kafka":
-                    await self._kafka(conn, d, a, due)
-                if d["purpose"] == "alert":
-                    row = await conn.fetchrow(
-                        """UPDATE alerts SET status = CASE WHEN status = 'pending'
-                               THEN 'dispatched' ELSE status END,
-                             first_delivered_at = COALESCE(first_delivered_at, $2),
-                             ack_due_at = CASE WHEN acknowledged_at IS NULL AND status IN ('pending','dispatched')
-                               THEN COALESCE(ack_due_at, $3) ELSE ack_due_at END
-                           WHERE alert_id = $1 RETURNING *""", a["alert_id"], now, due)
-                    await rt.events.emit(conn, AlertDispatched(
-                        alert=store.alert_ref(row), channel=d["channel"], attempt=attempt,
-                        dispatched_at=now), {**dict(row), "correlation_id": a["correlation_id"],
-                                             "source_event_id": a["source_event_id"]})
-                self.delivered += 1
-            elif state_out == "retry":
-                delay = backoff_delay(attempt, self.policy.base_delay, self.policy.max_delay)
-                await conn.execute("UPDATE dispatches SET next_attempt_at=$2, last_error=$3 "
-                                   "WHERE dispatch_id=$1", d["dispatch_id"],
-                                   now + timedelta(seconds=delay), o.detail)
-            else:
+                    "duration_ms, outcome, detail, http_status) "
+                    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)", attempt_rows)
+            if opened:
+                await conn.executemany("UPDATE dispatches SET attempts = attempts - 1, "
+                                       "next_attempt_at = $2 WHERE dispatch_id = $1", opened)
+            if retries:
+                await conn.executemany("UPDATE dispatches SET next_attempt_at = $2, "
+                                       "last_error = $3 WHERE dispatch_id = $1", retries)
+            if delivered:
+                await self._delivered(conn, delivered, now)
+            for r in failed:
                 await conn.execute("UPDATE dispatches SET state='failed', last_error=$2 "
-                                   "WHERE dispatch_id=$1", d["dispatch_id"], o.detail)
+                                   "WHERE dispatch_id=$1", r.d["dispatch_id"], r.outcome.detail)
                 log.warning("dispatch failed", extra={"fields": {
-                    "dispatch_id": str(d["dispatch_id"]), "alert_id": str(a["alert_id"]),
-                    "channel": d["channel"], "purpose": d["purpose"], "attempts": attempt,
-                    "reason": o.detail}})
-                if d["purpose"] == "alert":
-                    await self._maybe_fail_alert(conn, d, a, directory, o, attempt, now)
+                    "dispatch_id": str(r.d["dispatch_id"]), "alert_id": str(r.a["alert_id"]),
+                    "channel": r.d["channel"], "purpose": r.d["purpose"],
+                    "attempts": r.d["attempts"], "reason": r.outcome.detail}})
+                if r.d["purpose"] == "alert":
+                    await self._maybe_fail_alert(conn, r.d, r.a, r.directory, r.outcome,
+                                                 r.d["attempts"], now)
+
+    async def _delivered(self, conn: asyncpg.Connection, done: list[_Result], now) -> None:
+        rt = self.rt
+        await conn.executemany(
+            "UPDATE dispatches SET state='delivered', delivered_at=$2, last_error=NULL "
+            "WHERE dispatch_id=$1", [(r.d["dispatch_id"], now) for r in done])
+        alerts = [r for r in done if r.d["purpose"] == "alert"]
+        rows: dict[Any, Any] = {}
+        if alerts:
+            # lock in a fixed order: concurrent dispatchers never deadlock on shared alerts
+            await conn.execute("SELECT 1 FROM alerts WHERE alert_id = ANY($1::uuid[]) "
+                               "ORDER BY alert_id FOR UPDATE",
+                               list({r.a["alert_id"] for r in alerts}))
+            rows = {row["alert_id"]: row for row in await conn.fetch(
+                """UPDATE alerts a SET
+                       status = CASE WHEN a.status = 'pending' THEN 'dispatched' ELSE a.status END,
+                       first_delivered_at = COALESCE(a.first_delivered_at, $2),
+                       ack_due_at = CASE WHEN a.acknowledged_at IS NULL
+                                          AND a.status IN ('pending', 'dispatched')
+                                    THEN COALESCE(a.ack_due_at, u.due) ELSE a.ack_due_at END
+                   FROM unnest($1::uuid[], $3::timestamptz[]) AS u(alert_id, due)
+                   WHERE a.alert_id = u.alert_id
+                   RETURNING a.*""",
+                [r.a["alert_id"] for r in alerts], now, [r.due for r in alerts])}
+        trace = telemetry.inject_headers()
+        out: list[tuple[Envelope, str, str | None, dict[str, str]]] = []
+
+        def env(payload, a: dict, **kw) -> Envelope:
+            return new_envelope(payload, producer=rt.svc.outbox.producer_name,
+                                correlation_id=a["correlation_id"],
+                                causation_id=a["source_event_id"], structure=a["structure"], **kw)
+
+        for r in done:
+            if r.d["channel"] == "kafka":
+                out.append((env(self._outbound(r.d, r.a, r.due), r.a,
+                                event_id=uuid.uuid5(store.NS, f"outbound:{r.d['message_id']}:"
+                                                              f"{r.d['recipient']}")),
+                            rt.settings.topics.alerts_outbound, r.d["recipient"], trace))
+            if r.d["purpose"] == "alert":
+                row = rows[r.a["alert_id"]]
+                out.append((env(AlertDispatched(alert=store.alert_ref(row), channel=r.d["channel"],
+                                                attempt=r.d["attempts"], dispatched_at=now), r.a),
+                            rt.settings.topics.alerts, str(r.a["alert_id"]), trace))
+        if out:
+            await rt.svc.outbox.add_many(conn, out)
+        self.delivered += len(done)
 
     async def _maybe_fail_alert(self, conn, d, a, directory, o: Outcome, attempt: int, now) -> None:
         """When no channel of the alert delivered and none is still trying."""
+        # the alert row lock first: two dispatchers failing two channels of one alert
+        # serialise here, and the second one sees the first one's committed state
+        row = await conn.fetchrow("SELECT * FROM alerts WHERE alert_id=$1 FOR UPDATE",
+                                  a["alert_id"])
         left = await conn.fetchval(
             "SELECT count(*) FILTER (WHERE state <> 'failed') FROM dispatches "
             "WHERE alert_id=$1 AND purpose='alert'", a["alert_id"])
-        row = await conn.fetchrow("SELECT * FROM alerts WHERE alert_id=$1 FOR UPDATE",
-                                  a["alert_id"])
         # one channel failing while another delivered (or still tries) is in the attempts
         # table; the alert as a whole fails only when every channel has failed
         if left == 0 and row["status"] == "pending":
             await store.fail_alert(conn, self.rt.events, row, directory, channel=d["channel"],
                                    attempts=attempt, reason=o.detail or "failed", now=now)
 
-    async def _kafka(self, conn, d: dict, a: dict, due) -> None:
-        rt = self.rt
-        ref = store.alert_ref(a)
-        payload = AlertOutbound(
-            alert=ref, message_id=d["message_id"], kind=d["purpose"],
+    def _outbound(self, d: dict, a: dict, due) -> AlertOutbound:
+        return AlertOutbound(
+            alert=store.alert_ref(a), message_id=d["message_id"], kind=d["purpose"],
             category_label=content.CATEGORY_LABELS.get(a["category"], a["category"]),
             commune=a["commune"], concerned=a["concerned"], description=a["description"],
             observed_on=a["observed_on"], reported_at=a["reported_at"],
@@ -323,9 +376,6 @@ class Dispatcher:
             identity_available=content.identity_allowed(
                 consented=a["consented"], rule_requires=a["requires_identity"],
                 sealed_present=a["sealed_identity"] is not None))
-        await rt.events.emit(conn, payload, a, topic=rt.settings.topics.alerts_outbound,
-                             key=d["recipient"],
-                             event_id=uuid.uuid5(store.NS, f"outbound:{d['message_id']}:{d['recipient']}"))
 
     # ------------------------------------------------------------------ escalation
     async def escalate_once(self) -> int:
