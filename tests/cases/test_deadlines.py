@@ -57,6 +57,9 @@ async def test_reminder_then_escalation_then_inactivity(cases_svc, client, watch
     assert [c["case_id"] for c in load] == [a]
     load = (await client.get("/cases?waiting_first_contact=true", headers=COORDINATOR)).json()
     assert [c["case_id"] for c in load] == [a]
+    summary = (await client.get("/caseload/summary", headers=COORDINATOR)).json()
+    assert summary == [{"area": "vallee-borgne", "mediator_id": "med-a", "open": 2,
+                        "waiting_first_contact": 1, "overdue": 1, "inactive": 0}]
 
     # Monday 16, 21:00 in Paris: the escalation (2 more working days) is not due yet
     clock.set(utc(2026, 11, 16, 20, 0))

@@ -125,6 +125,11 @@ def router(deps: Deps) -> APIRouter:
             overdue=overdue, inactive=inactive, motive=motive.value if motive else None,
             area=area, mediator_id=mediator_id, limit=limit, offset=offset)
 
+    @r.get("/caseload/summary", response_model=list[m.CaseloadLine], responses=ERRORS,
+           summary="Open cases per area and mediator: waiting, overdue, inactive")
+    async def caseload_summary(caller: CaseCaller) -> list[m.CaseloadLine]:
+        return await work.caseload_summary(deps, caller)
+
     @r.post("/cases", response_model=m.CaseSummary, status_code=201,
             responses={**ERRORS, 409: {"model": m.ErrorBody, "description":
                                        "The person already has an open case here."}},

@@ -355,6 +355,17 @@ class CaseSummary(BaseModel):
     referral_count: int
 
 
+class CaseloadLine(BaseModel):
+    """The active caseload (file active) of one mediator in one area."""
+
+    area: str
+    mediator_id: str
+    open: int
+    waiting_first_contact: int
+    overdue: int
+    inactive: int
+
+
 class ReferralLink(BaseModel):
     referral_id: uuid.UUID
     revision: int

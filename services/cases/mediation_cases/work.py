@@ -126,6 +126,24 @@ async def caseload(deps: Deps, caller: Caller, *, status: str, waiting_first_con
     return [summary(r, r["n"], now, deps.config) for r in rows]
 
 
+async def caseload_summary(deps: Deps, caller: Caller) -> list[m.CaseloadLine]:
+    now = deps.clock()
+    args: list[Any] = [now, deps.config.inactivity_days]
+    scope = _scope_sql(caller, args)
+    rows = await deps.db().fetch(
+        "SELECT area, mediator_id, count(*) AS open, "
+        "count(*) FILTER (WHERE first_contact_at IS NULL) AS waiting, "
+        "count(*) FILTER (WHERE first_contact_at IS NULL AND first_contact_due <= $1) "
+        "  AS overdue, "
+        "count(*) FILTER (WHERE last_activity_at <= $1::timestamptz "
+        "  - make_interval(days => $2::int)) AS inactive "
+        f"FROM cases WHERE status = 'open' AND {scope} "
+        "GROUP BY area, mediator_id ORDER BY area, mediator_id", *args)
+    return [m.CaseloadLine(area=r["area"], mediator_id=r["mediator_id"], open=r["open"],
+                           waiting_first_contact=r["waiting"], overdue=r["overdue"],
+                           inactive=r["inactive"]) for r in rows]
+
+
 async def case_detail(deps: Deps, caller: Caller, case_id: uuid.UUID) -> m.CaseDetail:
     now = deps.clock()
     async with deps.db().acquire() as conn:
