@@ -195,6 +195,9 @@ def test_identity_needs_consent_and_rule_and_a_sealed_block():
     assert not content.identity_allowed(consented=True, rule_requires=True, sealed_present=False)
     assert content.minimal_identity({"family_name": "A", "free_text": "x", "phone": ""}) == {
         "family_name": "A"}
+    sealed_by_intake = {"person": {"family_name": "A", "email": "a@x", "phone": "06"},
+                        "referrer": {"name": "Dr B"}, "comment": "notes"}
+    assert content.minimal_identity(sealed_by_intake) == {"family_name": "A", "phone": "06"}
 
 
 def test_french_email_has_the_minimal_content():

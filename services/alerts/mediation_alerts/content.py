@@ -31,8 +31,9 @@ NOTICE_LABELS = {
     "delivery_failed": "le signalement n'a pu être remis",
 }
 
-# identity fields an authority may receive (never the free text about the person)
-IDENTITY_FIELDS = ("family_name", "given_name", "birth_date", "phone", "address", "commune")
+# identity fields an authority may receive: never the free texts, the referrer, e-mail...
+IDENTITY_FIELDS = ("family_name", "given_name", "birth_date", "phone", "address", "postcode",
+                   "commune")
 
 
 def identity_allowed(*, consented: bool, rule_requires: bool, sealed_present: bool) -> bool:
@@ -40,7 +41,10 @@ def identity_allowed(*, consented: bool, rule_requires: bool, sealed_present: bo
 
 
 def minimal_identity(opened: dict[str, Any]) -> dict[str, Any]:
-    return {k: opened[k] for k in IDENTITY_FIELDS if opened.get(k) not in (None, "")}
+    """The identity fields of an opened sealed block (intake's shape ``{"person": {...},
+    "referrer": ..., "comment": ...}``, or a flat person)."""
+    person = opened.get("person") if isinstance(opened.get("person"), dict) else opened
+    return {k: person[k] for k in IDENTITY_FIELDS if person.get(k) not in (None, "")}
 
 
 def alert_body(*, message_id: str, kind: str, alert: dict[str, Any], dysfunction: dict[str, Any],
