@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 from mediation_cases.config import CasesConfig
@@ -31,6 +32,13 @@ async def cases_svc(settings_for, clock):
     await svc.wait_ready(timeout=90)
     yield svc
     await svc.stop()
+    # the database is shared by every helper's tests: leave nothing behind
+    conn = await asyncpg.connect(svc.settings.database_url)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {svc.settings.schema} CASCADE")
+        await conn.execute(f"DROP SCHEMA IF EXISTS {svc.settings.keyvault_schema} CASCADE")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
