@@ -22,7 +22,7 @@ from mediation_schemas.referrals import (
 
 from .assign import Assignment, assign
 from .resolve import ROUTED, Resolution, describe, gazetteer_for, resolve
-from .territory import Place, TerritoryHistory
+from .territory import Place, StructureVersion, TerritoryHistory
 
 ASSIGN_REASON_FR = {
     "mediator_absent": "la médiatrice ou le médiateur du secteur est absent(e) à la date de la fiche",
@@ -58,31 +58,58 @@ def place_ref(p: Place | dict[str, str]) -> PlaceRef:
     return PlaceRef(kind=p.kind, code=p.code, name=p.name, department=p.department)
 
 
-def decide(text: str | None, postcode: str | None, on: date, history: TerritoryHistory,
-           loads: Mapping[str, int], *, context_structure: str | None = None) -> Decision:
+@dataclass
+class Plan:
+    """The place resolved against the versions in force; what assignment needs next."""
+
+    resolution: Resolution
+    versions: tuple[StructureVersion, ...]
+    on: date
+    context_structure: str | None
+    structures: list[str]
+
+    @property
+    def structure_version(self) -> StructureVersion | None:
+        if self.resolution.status != ROUTED:
+            return None
+        return next(v for v in self.versions if v.structure == self.resolution.structure)
+
+
+def plan(text: str | None, postcode: str | None, on: date, history: TerritoryHistory, *,
+         context_structure: str | None = None) -> Plan:
     versions = history.in_force(on)
-    gaz = gazetteer_for(versions)
-    res = resolve(text, postcode, gaz, context_structure=context_structure)
-    if res.status == ROUTED:
-        sv = next(v for v in versions if v.structure == res.structure)
+    res = resolve(text, postcode, gazetteer_for(versions), context_structure=context_structure)
+    return Plan(res, versions, on, context_structure, history.structures())
+
+
+def finish(p: Plan, loads: Mapping[str, int]) -> Decision:
+    res = p.resolution
+    sv = p.structure_version
+    if sv is not None:
         assert res.area is not None
-        a = assign(sv, res.area, on, loads)
+        a = assign(sv, res.area, p.on, loads)
         if a.mediator_id is None:
             return Decision(
                 False, res, structure=sv.structure, area=res.area, assignment=a,
                 territory_version=sv.version, reason_code="no_mediator", reason_detail=a.reason,
                 reason=f"Lieu reconnu mais aucun médiateur disponible : {ASSIGN_REASON_FR[a.reason]} "
                        "et personne d'autre dans la structure.",
-                candidates=[(p, 100.0) for p in res.places])
+                candidates=[(pl, 100.0) for pl in res.places])
         return Decision(True, res, structure=sv.structure, area=res.area,
                         mediator_id=a.mediator_id, assignment=a, territory_version=sv.version)
-    inside = {p.structure for p, _ in res.candidates if p.structure}
-    structure = context_structure if context_structure in history.structures() else (
-        next(iter(inside)) if len(inside) == 1 else None)
-    version = next((v.version for v in versions if v.structure == structure), None)
+    inside = {pl.structure for pl, _ in res.candidates if pl.structure}
+    ctx = p.context_structure
+    structure = ctx if ctx in p.structures else (next(iter(inside)) if len(inside) == 1 else None)
+    version = next((v.version for v in p.versions if v.structure == structure), None)
     return Decision(False, res, structure=structure, territory_version=version,
                     reason_code=res.reason_code, reason_detail=res.detail,
                     reason=describe(res), candidates=res.candidates)
+
+
+def decide(text: str | None, postcode: str | None, on: date, history: TerritoryHistory,
+           loads: Mapping[str, int], *, context_structure: str | None = None) -> Decision:
+    """Resolve the place, then assign a mediator: the one code path of every caller."""
+    return finish(plan(text, postcode, on, history, context_structure=context_structure), loads)
 
 
 def routed_payload(d: Decision, referral: ReferralCore, *, trigger: str) -> ReferralRouted:

@@ -18,6 +18,7 @@ Choices (see README):
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -36,7 +37,7 @@ from mediation_schemas.referrals import (
 
 from . import territory as terr
 from .assign import assign, check_manual
-from .decide import Decision, decide, routed_payload, unroutable_payload
+from .decide import Decision, finish, plan, routed_payload, unroutable_payload
 from .territory import StructureVersion, TerritoryError, TerritoryHistory
 
 Emit = Callable[[Payload, str, str | None, str], Awaitable[Any]]
@@ -47,9 +48,13 @@ def _json(v: Any) -> str:
     return orjson.dumps(v).decode()
 
 
+REFRESH_EVERY = 1.0  # seconds: versions stored by another instance are seen within this
+
+
 class RoutingStore:
     def __init__(self) -> None:
         self.history = TerritoryHistory()
+        self._refreshed_at = float("-inf")
 
     # ------------------------------------------------------------------ territory
     async def seed_packaged(self, conn: asyncpg.Connection) -> None:
@@ -59,6 +64,13 @@ class RoutingStore:
                 " VALUES ($1, $2, $3, $4::jsonb, 'packaged') ON CONFLICT DO NOTHING",
                 sv.structure, sv.version, sv.effective_from, _json(terr.to_document(sv)))
 
+    async def maybe_refresh(self, conn: asyncpg.Connection) -> None:
+        """Per event: reload at most every REFRESH_EVERY s (a version consumed by this
+        instance is in memory at once; one consumed by another shows within that delay)."""
+        now = time.monotonic()
+        if now - self._refreshed_at >= REFRESH_EVERY:
+            await self.refresh(conn)
+
     async def refresh(self, conn: asyncpg.Connection) -> None:
         """Make the in-memory history what the database holds, as this transaction sees it:
         versions stored by another instance are loaded; a version added in a transaction
@@ -66,6 +78,7 @@ class RoutingStore:
         known = self.history.known()
         rows = await conn.fetch("SELECT structure, version FROM territory_versions")
         stored = {(r["structure"], r["version"]) for r in rows}
+        self._refreshed_at = time.monotonic()
         for s, v in known - stored:
             self.history.discard(s, v)
         missing = sorted(stored - known)
@@ -98,6 +111,9 @@ class RoutingStore:
             " reason) VALUES ($1, $2, $3, $4::jsonb, 'event', $5)",
             structure, version, effective_from, _json(doc), reason)
         self.history.add(sv)
+        # the next event re-reads the table: if this transaction is rolled back, the
+        # version leaves the memory too
+        self._refreshed_at = float("-inf")
         return True
 
     async def next_version(self, conn: asyncpg.Connection, structure: str) -> int:
@@ -106,18 +122,31 @@ class RoutingStore:
 
     # ------------------------------------------------------------------ loads
     @staticmethod
-    async def loads(conn: asyncpg.Connection, exclude: uuid.UUID | None = None) -> dict[str, int]:
+    async def loads(conn: asyncpg.Connection, exclude: uuid.UUID | None = None,
+                    mediators: list[str] | None = None) -> dict[str, int]:
+        """Open routed referrals per mediator (all, or those named), ``exclude`` left out."""
         rows = await conn.fetch(
             "SELECT mediator_id, count(*) AS n FROM referrals WHERE status = 'routed' "
-            "AND NOT closed AND mediator_id IS NOT NULL AND referral_id <> $1 GROUP BY 1",
-            exclude or uuid.UUID(int=0))
+            "AND NOT closed AND mediator_id IS NOT NULL AND referral_id <> $1 "
+            "AND ($2::text[] IS NULL OR mediator_id = ANY($2::text[])) GROUP BY 1",
+            exclude or uuid.UUID(int=0), mediators)
         return {r["mediator_id"]: r["n"] for r in rows}
+
+    async def _decide(self, conn: asyncpg.Connection, referral: ReferralCore,
+                      context_structure: str | None) -> Decision:
+        """Resolve first; read the loads of the structure's mediators only if it routed."""
+        p = plan(referral.commune, referral.postcode, referral.referral_date, self.history,
+                 context_structure=context_structure)
+        sv = p.structure_version
+        loads = {} if sv is None else await self.loads(
+            conn, exclude=referral.referral_id, mediators=[m.id for m in sv.mediators])
+        return finish(p, loads)
 
     # ------------------------------------------------------------------ routing
     async def on_accepted(self, conn: asyncpg.Connection, emit: Emit, referral: ReferralCore, *,
                           correlation_id: str, context_structure: str | None) -> str:
         """Route an accepted referral or a correction. Returns what happened (for tests/logs)."""
-        await self.refresh(conn)
+        await self.maybe_refresh(conn)
         row = await conn.fetchrow("SELECT * FROM referrals WHERE referral_id = $1 FOR UPDATE",
                                   referral.referral_id)
         if row is not None and row["revision"] >= referral.revision:
@@ -129,9 +158,7 @@ class RoutingStore:
             if same_inputs:
                 await self._store_referral_only(conn, referral)
                 return "correction_unchanged"
-        loads = await self.loads(conn, exclude=referral.referral_id)
-        d = decide(referral.commune, referral.postcode, referral.referral_date, self.history,
-                   loads, context_structure=context_structure)
+        d = await self._decide(conn, referral, context_structure)
         trigger = "accepted" if row is None else "correction"
         emitted = await self.apply(conn, emit, referral, d, correlation_id=correlation_id,
                                    context_structure=context_structure, trigger=trigger,
@@ -206,9 +233,7 @@ class RoutingStore:
         changed = 0
         for row in rows:
             referral = ReferralCore.model_validate(orjson.loads(row["referral"]))
-            loads = await self.loads(conn, exclude=referral.referral_id)
-            d = decide(referral.commune, referral.postcode, referral.referral_date, self.history,
-                       loads, context_structure=row["context_structure"])
+            d = await self._decide(conn, referral, row["context_structure"])
             if await self.apply(conn, emit, referral, d, correlation_id=row["correlation_id"],
                                 context_structure=row["context_structure"],
                                 trigger="territory_change", previous=row):
