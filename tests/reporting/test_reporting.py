@@ -13,13 +13,13 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from openpyxl import load_workbook
-
 from mediation_reporting import catalog, exports, publish, report, setup
 from mediation_reporting.replay import ReplayRefused, replay
 from mediation_reporting.service import build, update_freshness_gauge
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.topics import Topics
+from openpyxl import load_workbook
+
 from tests.conftest import eventually
 from tests.helpers import produce
 from tests.reporting import scenario

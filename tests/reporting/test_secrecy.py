@@ -7,7 +7,6 @@ import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from mediation_reporting.secrecy import TableSpec, apply, constraints, quarter_of
 
 SPEC = TableSpec(counts=["n"], derived={"rate": ["n"]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import datetime
@@ -99,6 +100,9 @@ async def export(conn: asyncpg.Connection, view: str, fmt: str, out: Path, *,
         data = to_xlsx(view, cols, rows)
     else:
         raise ValueError("format must be csv or xlsx")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
+    def write() -> None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+
+    await asyncio.to_thread(write)
     return out

@@ -9,7 +9,6 @@ No identity ever reaches these tables: reporting keeps codes, times and blind in
 from __future__ import annotations
 
 import asyncpg
-
 from mediation_core.consumer import HandlerContext
 from mediation_schemas import alerts as al
 from mediation_schemas import cases as cs
@@ -23,13 +22,32 @@ def _motives(items) -> list[str]:
     return rules.motive_codes(items)
 
 
+_FRESHNESS = (
+    "INSERT INTO freshness AS f (source, newest_event_at, last_applied_at, events) "
+    "VALUES (${a}, ${b}, now(), 1) ON CONFLICT (source) DO UPDATE SET "
+    "newest_event_at = greatest(f.newest_event_at, EXCLUDED.newest_event_at), "
+    "last_applied_at = now(), events = f.events + 1")
+
+
 async def touch_freshness(conn: asyncpg.Connection, source: str, ctx: HandlerContext) -> None:
-    await conn.execute(
-        "INSERT INTO freshness AS f (source, newest_event_at, last_applied_at, events) "
-        "VALUES ($1, $2, now(), 1) ON CONFLICT (source) DO UPDATE SET "
-        "newest_event_at = greatest(f.newest_event_at, EXCLUDED.newest_event_at), "
-        "last_applied_at = now(), events = f.events + 1",
-        source, ctx.envelope.occurred_at)
+    await conn.execute(_FRESHNESS.format(a=1, b=2), source, ctx.envelope.occurred_at)
+
+
+async def run(ctx: HandlerContext, sql: str, *args) -> None:
+    """Execute a handler's main statement; the freshness mark pending for this event
+    (set by the service's wrapper) rides along as a CTE: one round trip per event."""
+    source = getattr(ctx, "freshness_source", None)
+    if source is None:
+        await ctx.conn.execute(sql, *args)
+        return
+    ctx.freshness_source = None  # type: ignore[attr-defined]
+    n = len(args)
+    fresh = _FRESHNESS.format(a=n + 1, b=n + 2)
+    if sql.lstrip().upper().startswith("WITH "):
+        sql = f"WITH _fresh AS ({fresh}), " + sql.lstrip()[5:]
+    else:
+        sql = f"WITH _fresh AS ({fresh}) " + sql
+    await ctx.conn.execute(sql, *args, source, ctx.envelope.occurred_at)
 
 
 # --------------------------------------------------------------------------- referrals
@@ -87,8 +105,8 @@ ON CONFLICT (referral_key) DO UPDATE SET
 
 async def referral_accepted(ctx: HandlerContext, p: rf.ReferralAccepted) -> None:
     ref = p.referral
-    await ctx.conn.execute(
-        _REFERRAL_UPSERT, str(ref.referral_id), ref.referral_id, ctx.envelope.structure,
+    await run(
+        ctx, _REFERRAL_UPSERT, str(ref.referral_id), ref.referral_id, ctx.envelope.structure,
         ref.source_system, ref.referrer_structure_kind, ref.referrer_profession, ref.received_at,
         ctx.envelope.occurred_at, None, ref.revision, _motives(ref.motives), ref.urgency.value)
 
@@ -97,16 +115,16 @@ async def referral_rejected(ctx: HandlerContext, p: rf.ReferralRejected) -> None
     key = rules.referral_key(p.referral_id, p.source_system, p.source_reference,
                              ctx.envelope.event_id)
     at = ctx.envelope.occurred_at
-    await ctx.conn.execute(
-        _REFERRAL_UPSERT, key, p.referral_id, ctx.envelope.structure, p.source_system,
+    await run(
+        ctx, _REFERRAL_UPSERT, key, p.referral_id, ctx.envelope.structure, p.source_system,
         getattr(p, "referrer_structure_kind", None), getattr(p, "referrer_profession", None),
         getattr(p, "received_at", None) or at, None, at, 0, None, None)
 
 
 async def _routing(ctx: HandlerContext, ref: rf.ReferralCore, status: str, structure: str | None,
                    area: str | None, mediator: str | None, reason: str | None) -> None:
-    await ctx.conn.execute(
-        _ROUTING_UPSERT, str(ref.referral_id), ref.referral_id, ctx.envelope.structure,
+    await run(
+        ctx, _ROUTING_UPSERT, str(ref.referral_id), ref.referral_id, ctx.envelope.structure,
         ref.source_system, ref.referrer_structure_kind, ref.referrer_profession, ref.received_at,
         ref.revision, _motives(ref.motives), ref.urgency.value, ctx.envelope.occurred_at, status,
         structure, area, mediator, reason)
@@ -117,23 +135,22 @@ async def referral_routed(ctx: HandlerContext, p: rf.ReferralRouted) -> None:
 
 
 async def referral_unroutable(ctx: HandlerContext, p: rf.ReferralUnroutable) -> None:
-    await _routing(ctx, p.referral, "unroutable", p.structure or ctx.envelope.structure, None,
-                   None, p.reason_code)
+    await _routing(ctx, p.referral, "unroutable", p.structure or ctx.envelope.structure,
+                   getattr(p, "area", None), None, p.reason_code)
 
 
 async def referral_status_changed(ctx: HandlerContext, p: cs.ReferralStatusChanged) -> None:
-    await ctx.conn.execute(
-        "INSERT INTO referral_statuses (referral_id, status, changed_at, outcome) "
+    await run(
+        ctx, "INSERT INTO referral_statuses (referral_id, status, changed_at, outcome) "
         "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         p.referral_id, p.status, p.changed_at, p.outcome)
 
 
 # --------------------------------------------------------------------------- cases
 
-_CASE_REF = """
-INSERT INTO cases AS c (case_id, structure, area, mediator_id, assigned_at, last_activity_at)
-VALUES ($1, $2, $3, $4, $5, $5)
-ON CONFLICT (case_id) DO UPDATE SET
+# the case ref every case event carries: latest business time wins (a reassignment moves
+# the case; an older event arriving late does not move it back)
+_REF_SET = """
     structure = CASE WHEN c.assigned_at IS NULL OR EXCLUDED.assigned_at >= c.assigned_at
                      THEN EXCLUDED.structure ELSE c.structure END,
     area = CASE WHEN c.assigned_at IS NULL OR EXCLUDED.assigned_at >= c.assigned_at
@@ -141,92 +158,120 @@ ON CONFLICT (case_id) DO UPDATE SET
     mediator_id = CASE WHEN c.assigned_at IS NULL OR EXCLUDED.assigned_at >= c.assigned_at
                        THEN EXCLUDED.mediator_id ELSE c.mediator_id END,
     assigned_at = greatest(c.assigned_at, EXCLUDED.assigned_at),
-    last_activity_at = greatest(c.last_activity_at, EXCLUDED.last_activity_at)
-"""
+    last_activity_at = greatest(c.last_activity_at, EXCLUDED.last_activity_at)"""
+
+
+def case_upsert(extra: list[tuple[str, str]] = ()) -> str:  # type: ignore[assignment]
+    """One statement: the case ref ($1..$5) plus ``extra`` columns ($6...), each with the
+    expression that merges it into an existing row (``c`` old row, EXCLUDED new values)."""
+    cols = ["case_id", "structure", "area", "mediator_id", "assigned_at", "last_activity_at"]
+    vals = ["$1", "$2", "$3", "$4", "$5", "$5"]
+    for i, (col, _expr) in enumerate(extra):
+        cols.append(col)
+        vals.append(f"${6 + i}")
+    sets = _REF_SET + "".join(f",\n    {col} = {expr}" for col, expr in extra)
+    return (f"INSERT INTO cases AS c ({', '.join(cols)}) VALUES ({', '.join(vals)})\n"
+            f"ON CONFLICT (case_id) DO UPDATE SET {sets}")
+
+
+def _ref_args(ref: cs.CaseRef, at) -> tuple:
+    return (ref.case_id, ref.structure, ref.area, ref.mediator_id, at)
+
+
+_CASE_REF = case_upsert()
+
+_CASE_OPENED = case_upsert([
+    ("origin", "EXCLUDED.origin"),
+    ("referral_id", "coalesce(c.referral_id, EXCLUDED.referral_id)"),
+    ("referral_received_at", "least(c.referral_received_at, EXCLUDED.referral_received_at)"),
+    ("source_system", "coalesce(c.source_system, EXCLUDED.source_system)"),
+    ("person_ref", "coalesce(c.person_ref, EXCLUDED.person_ref)"),
+    ("motives", "CASE WHEN c.motives_revision = 0 THEN EXCLUDED.motives ELSE c.motives END"),
+    ("urgency", "CASE WHEN c.motives_revision = 0 THEN EXCLUDED.urgency ELSE c.urgency END"),
+    ("attached_to_existing", "EXCLUDED.attached_to_existing"),
+    ("opened_at", "least(c.opened_at, EXCLUDED.opened_at)"),
+])
+
+_CASE_REFERRAL_UPDATED = case_upsert([
+    ("motives", "CASE WHEN EXCLUDED.motives_revision >= c.motives_revision THEN EXCLUDED.motives ELSE c.motives END"),
+    ("urgency", "CASE WHEN EXCLUDED.motives_revision >= c.motives_revision THEN EXCLUDED.urgency ELSE c.urgency END"),
+    ("motives_revision", "greatest(c.motives_revision, EXCLUDED.motives_revision)"),
+])
+
+_FIRST_CONTACT = case_upsert([
+    ("first_contact_channel", "CASE WHEN c.first_contact_at IS NULL OR EXCLUDED.first_contact_at < c.first_contact_at "
+                              "THEN EXCLUDED.first_contact_channel ELSE c.first_contact_channel END"),
+    ("first_contact_attempts", "CASE WHEN c.first_contact_at IS NULL OR EXCLUDED.first_contact_at < c.first_contact_at "
+                               "THEN EXCLUDED.first_contact_attempts ELSE c.first_contact_attempts END"),
+    ("first_contact_at", "least(c.first_contact_at, EXCLUDED.first_contact_at)"),
+])
+
+_CASE_CLOSED = (
+    "WITH _closure AS (INSERT INTO case_closures (case_id, closed_at, reason, reason_kind, structure, "
+    "area, mediator_id) VALUES ($1, $6, $7, $8, $2, $3, $4) ON CONFLICT DO NOTHING) "
+    + case_upsert([
+        ("closed_at", "greatest(c.closed_at, EXCLUDED.closed_at)"),
+        ("closure_reason", "CASE WHEN c.closed_at IS NULL OR EXCLUDED.closed_at >= c.closed_at "
+                           "THEN EXCLUDED.closure_reason ELSE c.closure_reason END"),
+    ]))
+
+_CASE_REOPENED = case_upsert([("reopened_at", "greatest(c.reopened_at, EXCLUDED.reopened_at)")])
+
+_ACTION = (
+    "WITH _ref AS (" + _CASE_REF + ") "
+    "INSERT INTO case_actions AS a (action_id, case_id, structure, area, mediator_id, axis, kind, "
+    " occurred_at, outcome, right_code, body, status, lasting_care, autonomy_phase, "
+    " autonomy_score, channel, target) "
+    "VALUES ($6, $1, $2, $3, $4, $7, $8, $5, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
+    "ON CONFLICT (action_id) DO UPDATE SET "
+    " (structure, area, mediator_id, axis, kind, occurred_at, outcome, right_code, body, status, "
+    "  lasting_care, autonomy_phase, autonomy_score, channel, target) = "
+    " (EXCLUDED.structure, EXCLUDED.area, EXCLUDED.mediator_id, EXCLUDED.axis, EXCLUDED.kind, "
+    "  EXCLUDED.occurred_at, EXCLUDED.outcome, EXCLUDED.right_code, EXCLUDED.body, "
+    "  coalesce(EXCLUDED.status, a.status), coalesce(EXCLUDED.lasting_care, a.lasting_care), "
+    "  EXCLUDED.autonomy_phase, EXCLUDED.autonomy_score, EXCLUDED.channel, EXCLUDED.target) "
+    "WHERE (EXCLUDED.occurred_at, $18::int) >= (a.occurred_at, "
+    "  CASE a.status WHEN 'opened' THEN 2 WHEN 'refused' THEN 2 WHEN 'filed' THEN 1 ELSE 0 END)")
 
 
 async def _case_ref(conn: asyncpg.Connection, ref: cs.CaseRef, at) -> None:
-    await conn.execute(_CASE_REF, ref.case_id, ref.structure, ref.area, ref.mediator_id, at)
+    await conn.execute(_CASE_REF, *_ref_args(ref, at))
 
 
 async def case_opened(ctx: HandlerContext, p: cs.CaseOpened) -> None:
-    await _case_ref(ctx.conn, p.case, p.opened_at)
-    await ctx.conn.execute(
-        "UPDATE cases SET origin = $2, referral_id = coalesce(referral_id, $3), "
-        "referral_received_at = least(referral_received_at, $4), "
-        "source_system = coalesce(source_system, $5), person_ref = coalesce(person_ref, $6), "
-        "motives = CASE WHEN motives_revision = 0 THEN $7 ELSE motives END, "
-        "urgency = CASE WHEN motives_revision = 0 THEN $8 ELSE urgency END, "
-        "attached_to_existing = $9, opened_at = least(opened_at, $10) WHERE case_id = $1",
-        p.case.case_id, p.origin.value, p.referral_id, p.referral_received_at, p.source_system,
-        p.person_ref, _motives(p.motives), p.urgency.value, p.attached_to_existing, p.opened_at)
+    await run(ctx, _CASE_OPENED, *_ref_args(p.case, p.opened_at), p.origin.value, p.referral_id,
+              p.referral_received_at, p.source_system, p.person_ref, _motives(p.motives),
+              p.urgency.value, p.attached_to_existing, p.opened_at)
 
 
 async def case_referral_updated(ctx: HandlerContext, p: Payload) -> None:
-    await _case_ref(ctx.conn, p.case, p.updated_at)  # type: ignore[attr-defined]
-    await ctx.conn.execute(
-        "UPDATE cases SET motives = CASE WHEN $2 >= motives_revision THEN $3 ELSE motives END, "
-        "urgency = CASE WHEN $2 >= motives_revision THEN $4 ELSE urgency END, "
-        "motives_revision = greatest(motives_revision, $2) WHERE case_id = $1",
-        p.case.case_id, p.revision, _motives(p.motives), p.urgency.value)  # type: ignore[attr-defined]
+    await run(ctx, _CASE_REFERRAL_UPDATED, *_ref_args(p.case, p.updated_at),  # type: ignore[attr-defined]
+              _motives(p.motives), p.urgency.value, p.revision)  # type: ignore[attr-defined]
 
 
 async def first_contact_made(ctx: HandlerContext, p: cs.FirstContactMade) -> None:
-    await _case_ref(ctx.conn, p.case, p.contacted_at)
-    await ctx.conn.execute(
-        "UPDATE cases SET "
-        "first_contact_channel = CASE WHEN first_contact_at IS NULL OR $2 < first_contact_at "
-        "  THEN $3 ELSE first_contact_channel END, "
-        "first_contact_attempts = CASE WHEN first_contact_at IS NULL OR $2 < first_contact_at "
-        "  THEN $4 ELSE first_contact_attempts END, "
-        "first_contact_at = least(first_contact_at, $2) WHERE case_id = $1",
-        p.case.case_id, p.contacted_at, p.channel, p.attempts)
+    await run(ctx, _FIRST_CONTACT, *_ref_args(p.case, p.contacted_at), p.channel, p.attempts,
+              p.contacted_at)
 
 
 async def action_recorded(ctx: HandlerContext, p: cs.ActionRecorded) -> None:
-    await _case_ref(ctx.conn, p.case, p.occurred_at)
-    await ctx.conn.execute(
-        "INSERT INTO case_actions AS a (action_id, case_id, structure, area, mediator_id, axis, kind, "
-        " occurred_at, outcome, right_code, body, status, lasting_care, autonomy_phase, "
-        " autonomy_score, channel, target) "
-        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) "
-        "ON CONFLICT (action_id) DO UPDATE SET "
-        " (structure, area, mediator_id, axis, kind, occurred_at, outcome, right_code, body, status, "
-        "  lasting_care, autonomy_phase, autonomy_score, channel, target) = "
-        " (EXCLUDED.structure, EXCLUDED.area, EXCLUDED.mediator_id, EXCLUDED.axis, EXCLUDED.kind, "
-        "  EXCLUDED.occurred_at, EXCLUDED.outcome, EXCLUDED.right_code, EXCLUDED.body, "
-        "  coalesce(EXCLUDED.status, a.status), coalesce(EXCLUDED.lasting_care, a.lasting_care), "
-        "  EXCLUDED.autonomy_phase, EXCLUDED.autonomy_score, EXCLUDED.channel, EXCLUDED.target) "
-        "WHERE (EXCLUDED.occurred_at, $18::int) >= (a.occurred_at, "
-        "  CASE a.status WHEN 'opened' THEN 2 WHEN 'refused' THEN 2 WHEN 'filed' THEN 1 ELSE 0 END)",
-        p.action_id, p.case.case_id, p.case.structure, p.case.area, p.case.mediator_id, p.axis,
-        p.kind, p.occurred_at, p.outcome, p.right, p.body, p.status, p.lasting_care,
-        p.autonomy_phase, p.autonomy_score, getattr(p, "channel", None),
-        getattr(p, "target", None), rules.status_rank(p.status))
+    await run(ctx, _ACTION, *_ref_args(p.case, p.occurred_at), p.action_id, p.axis, p.kind,
+              p.outcome, p.right, p.body, p.status, p.lasting_care, p.autonomy_phase,
+              p.autonomy_score, getattr(p, "channel", None), getattr(p, "target", None),
+              rules.status_rank(p.status))
 
 
 async def case_reassigned(ctx: HandlerContext, p: cs.CaseReassigned) -> None:
-    await _case_ref(ctx.conn, p.case, p.reassigned_at)
+    await run(ctx, _CASE_REF, *_ref_args(p.case, p.reassigned_at))
 
 
 async def case_closed(ctx: HandlerContext, p: cs.CaseClosed) -> None:
-    await _case_ref(ctx.conn, p.case, p.closed_at)
-    await ctx.conn.execute(
-        "UPDATE cases SET closure_reason = CASE WHEN closed_at IS NULL OR $2 >= closed_at "
-        " THEN $3 ELSE closure_reason END, closed_at = greatest(closed_at, $2) WHERE case_id = $1",
-        p.case.case_id, p.closed_at, p.reason.value)
-    await ctx.conn.execute(
-        "INSERT INTO case_closures (case_id, closed_at, reason, reason_kind, structure, area, mediator_id) "
-        "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING",
-        p.case.case_id, p.closed_at, p.reason.value, getattr(p, "reason_kind", None),
-        p.case.structure, p.case.area, p.case.mediator_id)
+    await run(ctx, _CASE_CLOSED, *_ref_args(p.case, p.closed_at), p.closed_at, p.reason.value,
+              getattr(p, "reason_kind", None))
 
 
 async def case_reopened(ctx: HandlerContext, p: cs.CaseReopened) -> None:
-    await _case_ref(ctx.conn, p.case, p.reopened_at)
-    await ctx.conn.execute(
-        "UPDATE cases SET reopened_at = greatest(reopened_at, $2) WHERE case_id = $1",
-        p.case.case_id, p.reopened_at)
+    await run(ctx, _CASE_REOPENED, *_ref_args(p.case, p.reopened_at), p.reopened_at)
 
 
 async def case_notice(ctx: HandlerContext, p: Payload) -> None:
@@ -254,8 +299,8 @@ async def case_notice(ctx: HandlerContext, p: Payload) -> None:
 
 async def collective_action(ctx: HandlerContext, p: Payload) -> None:
     att = p.attendance  # type: ignore[attr-defined]
-    await ctx.conn.execute(
-        "INSERT INTO collective_actions AS x (collective_action_id, structure, area, recorded_by, "
+    await run(
+        ctx, "INSERT INTO collective_actions AS x (collective_action_id, structure, area, recorded_by, "
         " kind, axis, theme, held_on, participants, professionals, new_people, partners, recorded_at) "
         "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
         "ON CONFLICT (collective_action_id) DO UPDATE SET "
@@ -274,8 +319,8 @@ async def collective_action(ctx: HandlerContext, p: Payload) -> None:
 
 async def dysfunction_reported(ctx: HandlerContext, p: cs.DysfunctionReported) -> None:
     # description, concerned party and sealed identity are deliberately not kept
-    await ctx.conn.execute(
-        "INSERT INTO dysfunctions (dysfunction_id, case_id, structure, area, category, urgency, "
+    await run(
+        ctx, "INSERT INTO dysfunctions (dysfunction_id, case_id, structure, area, category, urgency, "
         " observed_on, reported_at, named_with_consent) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
         "ON CONFLICT (dysfunction_id) DO UPDATE SET (case_id, structure, area, category, urgency, "
         " observed_on, reported_at, named_with_consent) = (EXCLUDED.case_id, EXCLUDED.structure, "
@@ -285,58 +330,67 @@ async def dysfunction_reported(ctx: HandlerContext, p: cs.DysfunctionReported) -
         p.observed_on, p.reported_at, p.person_consents_to_be_named)
 
 
-_ALERT_REF = """
-INSERT INTO alerts AS a (alert_id, dysfunction_id, structure, authority_id, category)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (alert_id) DO NOTHING
-"""
+def _alert_upsert(extra: list[tuple[str, str]]) -> str:
+    cols = ["alert_id", "dysfunction_id", "structure", "authority_id", "category"]
+    vals = ["$1", "$2", "$3", "$4", "$5"]
+    for i, (col, _e) in enumerate(extra):
+        cols.append(col)
+        vals.append(f"${6 + i}")
+    sets = ", ".join(f"{col} = {expr}" for col, expr in extra) or "alert_id = a.alert_id"
+    return (f"INSERT INTO alerts AS a ({', '.join(cols)}) VALUES ({', '.join(vals)}) "
+            f"ON CONFLICT (alert_id) DO UPDATE SET {sets}")
+
+
+def _alert_args(ref: al.AlertRef) -> tuple:
+    return (ref.alert_id, ref.dysfunction_id, ref.structure, ref.authority_id, ref.category)
+
+
+_ALERT_REF = ("INSERT INTO alerts (alert_id, dysfunction_id, structure, authority_id, category) "
+              "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alert_id) DO NOTHING")
+_DISPATCHED = _alert_upsert([
+    ("channel", "coalesce(a.channel, EXCLUDED.channel)"),
+    ("first_dispatched_at", "least(a.first_dispatched_at, EXCLUDED.first_dispatched_at)"),
+    ("last_dispatched_at", "greatest(a.last_dispatched_at, EXCLUDED.last_dispatched_at)"),
+    ("dispatch_attempts", "greatest(a.dispatch_attempts, EXCLUDED.dispatch_attempts)")])
+_FAILED = _alert_upsert([
+    ("failed_reason", "CASE WHEN a.failed_at IS NULL OR EXCLUDED.failed_at >= a.failed_at "
+                      "THEN EXCLUDED.failed_reason ELSE a.failed_reason END"),
+    ("failed_at", "greatest(a.failed_at, EXCLUDED.failed_at)"),
+    ("dispatch_attempts", "greatest(a.dispatch_attempts, EXCLUDED.dispatch_attempts)")])
+_ACKNOWLEDGED = _alert_upsert([
+    ("acknowledged_at", "least(a.acknowledged_at, EXCLUDED.acknowledged_at)"),
+    ("has_response", "a.has_response OR EXCLUDED.has_response")])
+_ESCALATED = _alert_upsert([
+    ("escalated_at", "CASE WHEN EXCLUDED.escalation_level >= a.escalation_level "
+                     "THEN EXCLUDED.escalated_at ELSE a.escalated_at END"),
+    ("escalation_level", "greatest(a.escalation_level, EXCLUDED.escalation_level)")])
 
 
 async def _alert_ref(conn: asyncpg.Connection, ref: al.AlertRef) -> None:
-    await conn.execute(_ALERT_REF, ref.alert_id, ref.dysfunction_id, ref.structure,
-                       ref.authority_id, ref.category)
+    await conn.execute(_ALERT_REF, *_alert_args(ref))
 
 
 async def alert_dispatched(ctx: HandlerContext, p: al.AlertDispatched) -> None:
-    await _alert_ref(ctx.conn, p.alert)
-    await ctx.conn.execute(
-        "UPDATE alerts SET channel = coalesce(channel, $2), "
-        "first_dispatched_at = least(first_dispatched_at, $3), "
-        "last_dispatched_at = greatest(last_dispatched_at, $3), "
-        "dispatch_attempts = greatest(dispatch_attempts, $4) WHERE alert_id = $1",
-        p.alert.alert_id, p.channel, p.dispatched_at, p.attempt)
+    await run(ctx, _DISPATCHED, *_alert_args(p.alert), p.channel, p.dispatched_at,
+              p.dispatched_at, p.attempt)
 
 
 async def alert_delivery_failed(ctx: HandlerContext, p: al.AlertDeliveryFailed) -> None:
-    await _alert_ref(ctx.conn, p.alert)
-    await ctx.conn.execute(
-        "UPDATE alerts SET failed_reason = CASE WHEN failed_at IS NULL OR $2 >= failed_at "
-        " THEN $3 ELSE failed_reason END, failed_at = greatest(failed_at, $2), "
-        " dispatch_attempts = greatest(dispatch_attempts, $4) WHERE alert_id = $1",
-        p.alert.alert_id, p.failed_at, p.reason, p.attempts)
+    await run(ctx, _FAILED, *_alert_args(p.alert), p.reason, p.failed_at, p.attempts)
 
 
 async def alert_acknowledged(ctx: HandlerContext, p: al.AlertAcknowledged) -> None:
-    await _alert_ref(ctx.conn, p.alert)
     # the authority's free-text response is not kept (it may quote the situation)
-    await ctx.conn.execute(
-        "UPDATE alerts SET acknowledged_at = least(acknowledged_at, $2), "
-        "has_response = has_response OR $3 WHERE alert_id = $1",
-        p.alert.alert_id, p.acknowledged_at, bool(p.response))
+    await run(ctx, _ACKNOWLEDGED, *_alert_args(p.alert), p.acknowledged_at, bool(p.response))
 
 
 async def alert_escalated(ctx: HandlerContext, p: al.AlertEscalated) -> None:
-    await _alert_ref(ctx.conn, p.alert)
-    await ctx.conn.execute(
-        "UPDATE alerts SET escalated_at = CASE WHEN $2 >= escalation_level THEN $3 "
-        " ELSE escalated_at END, escalation_level = greatest(escalation_level, $2) "
-        "WHERE alert_id = $1",
-        p.alert.alert_id, p.level, p.escalated_at)
+    await run(ctx, _ESCALATED, *_alert_args(p.alert), p.escalated_at, p.level)
 
 
 async def unprojected(ctx: HandlerContext, p: Payload) -> None:
-    await ctx.conn.execute(
-        "INSERT INTO unprojected_events AS u (event_type, events, newest_event_at) "
+    await run(
+        ctx, "INSERT INTO unprojected_events AS u (event_type, events, newest_event_at) "
         "VALUES ($1, 1, $2) ON CONFLICT (event_type) DO UPDATE SET events = u.events + 1, "
         "newest_event_at = greatest(u.newest_event_at, EXCLUDED.newest_event_at)",
         ctx.envelope.type, ctx.envelope.occurred_at)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-
 from mediation_core import db
 from mediation_core.consumer import EventConsumer
 from mediation_core.outbox import Outbox

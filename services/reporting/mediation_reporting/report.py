@@ -7,6 +7,7 @@ counts show as « s » (secret statistique).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -244,9 +245,8 @@ def render_pdf(rep: Report, path: Path) -> None:
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
     from reportlab.lib.units import cm
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, TableStyle
     from reportlab.platypus import Table as RLTable
-    from reportlab.platypus import TableStyle
 
     styles = getSampleStyleSheet()
     doc = SimpleDocTemplate(str(path), pagesize=A4, title=f"Rapport d'activité {rep.year} — {rep.structure}",
@@ -288,10 +288,14 @@ def render_pdf(rep: Report, path: Path) -> None:
 async def yearly(conn: asyncpg.Connection, structure: str, year: int, out_dir: Path,
                  threshold: int = 11) -> tuple[Path, Path]:
     rep = await build_report(conn, structure, year, threshold)
-    out_dir.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9_-]+", "-", structure)
     html = out_dir / f"rapport-activite-{safe}-{year}.html"
     pdf = out_dir / f"rapport-activite-{safe}-{year}.pdf"
-    html.write_text(render_html(rep), encoding="utf-8")
-    render_pdf(rep, pdf)
+
+    def write() -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_html(rep), encoding="utf-8")
+        render_pdf(rep, pdf)
+
+    await asyncio.to_thread(write)
     return html, pdf

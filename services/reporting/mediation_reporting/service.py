@@ -16,8 +16,6 @@ import typing
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from prometheus_client import Gauge
-
 import mediation_schemas.alerts  # noqa: F401  (registers the models)
 import mediation_schemas.cases  # noqa: F401
 import mediation_schemas.referrals  # noqa: F401
@@ -28,6 +26,7 @@ from mediation_schemas import alerts as al
 from mediation_schemas import cases as cs
 from mediation_schemas import referrals as rf
 from mediation_schemas.envelope import Payload, registry
+from prometheus_client import Gauge
 
 from . import projection, publish, setup
 
@@ -95,8 +94,12 @@ def register_handlers(c: EventConsumer, settings: Settings) -> None:
         inner = handler_for(model)
 
         async def handle(ctx: HandlerContext, p: Payload, _inner=inner) -> None:
+            source = short.get(ctx.record.topic, ctx.record.topic)
+            ctx.freshness_source = source  # type: ignore[attr-defined]  (consumed by projection.run)
             await _inner(ctx, p)
-            await projection.touch_freshness(ctx.conn, short.get(ctx.record.topic, ctx.record.topic), ctx)
+            if getattr(ctx, "freshness_source", None) is not None:
+                ctx.freshness_source = None  # type: ignore[attr-defined]
+                await projection.touch_freshness(ctx.conn, source, ctx)
 
         c.on(model, handle)
 

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import asyncpg
-
 from mediation_core import db
 
 from . import catalog
