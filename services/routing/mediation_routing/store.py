@@ -37,7 +37,14 @@ from mediation_schemas.referrals import (
 
 from . import territory as terr
 from .assign import assign, check_manual
-from .decide import Decision, finish, plan, routed_payload, unroutable_payload
+from .decide import (
+    Decision,
+    candidates_payload,
+    finish,
+    plan,
+    routed_payload,
+    unroutable_payload,
+)
 from .territory import StructureVersion, TerritoryError, TerritoryHistory
 
 Emit = Callable[[Payload, str, str | None, str], Awaitable[Any]]
@@ -175,9 +182,16 @@ class RoutingStore:
                     d: Decision, *, correlation_id: str, context_structure: str | None,
                     trigger: str, previous: asyncpg.Record | None) -> bool:
         sig = list(d.signature())
-        if previous is not None and orjson.loads(previous["signature"]) == sig \
-                and not previous["manual"]:
+        if previous is not None and orjson.loads(previous["signature"]) == sig:
+            # same decision: nothing to emit; the triage entry shows the latest candidates
             await self._store_referral_only(conn, referral)
+            if not d.routed:
+                await conn.execute(
+                    "UPDATE triage SET reason = $2, reason_detail = $3, candidates = $4::jsonb, "
+                    "territory_version = $5, updated_at = now() WHERE referral_id = $1",
+                    referral.referral_id, d.reason, d.reason_detail or None,
+                    _json([c.model_dump(mode="json") for c in candidates_payload(d)]),
+                    d.territory_version)
             return False
         if d.routed:
             payload: Payload = routed_payload(d, referral, trigger=trigger)
