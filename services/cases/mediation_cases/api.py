@@ -6,7 +6,7 @@ Thin: authenticate and scope the caller, parse, call :mod:`work`, shape the answ
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +24,7 @@ from .rules import RuleViolation
 CaseCaller = Annotated[Caller, Depends(require_role("mediator", "coordinator"))]
 Coordinator = Annotated[Caller, Depends(require_role("coordinator"))]
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": m.ErrorBody, "description": "Missing, invalid or expired bearer token."},
     403: {"model": m.ErrorBody, "description": "Your role may not do this."},
     404: {"model": m.ErrorBody, "description": "No such case in your scope (a case of another "
@@ -32,7 +32,7 @@ ERRORS = {
     422: {"model": m.ValidationErrorBody, "description": "A field is missing or invalid: "
           "each problem names the field and the rule, never the value sent."},
 }
-MUTATION_ERRORS = {
+MUTATION_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": m.ErrorBody, "description": "Stale version (someone changed the case since "
           "you read it), or the case's state forbids it (e.g. closing a closed case)."},

@@ -82,15 +82,15 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
             correlation_id=correlation_id, now=now)
         await _insert_referral(conn, p, case_id, is_primary=True, correlation_id=correlation_id,
                                now=now)
-        row = {"case_id": case_id, "structure": p.structure, "area": p.area,
-               "mediator_id": p.mediator_id}
+        ref_row = {"case_id": case_id, "structure": p.structure, "area": p.area,
+                   "mediator_id": p.mediator_id}
         await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
                                  kind="case_opened", actor="system", axis=None, details={
                                      "origin": "referral", "referral_id": str(r.referral_id),
                                      "source_system": r.source_system,
                                      "assignment_reason": p.decision.assignment_reason})
         await emit(CaseOpened(
-            case=store.case_ref(row), origin=CaseOrigin.referral, referral_id=r.referral_id,
+            case=store.case_ref(ref_row), origin=CaseOrigin.referral, referral_id=r.referral_id,
             referral_received_at=r.received_at, source_system=r.source_system,
             person_ref=r.person_ref, motives=r.motives, urgency=r.urgency, opened_at=now),
             topic=deps.topics.cases, key=str(case_id), structure=p.structure,

@@ -348,7 +348,7 @@ async def record_autonomy(deps: Deps, caller: Caller, case_id: uuid.UUID, versio
         at = req.at or now
         col = "autonomy_t0" if req.phase == "T0" else "autonomy_t1"
         await conn.execute(f"UPDATE cases SET {col} = $2 WHERE case_id = $1", case_id, req.score)
-        details = {"phase": req.phase, "score": req.score}
+        details: dict[str, Any] = {"phase": req.phase, "score": req.score}
         if req.dimensions:
             details["dimensions"] = req.dimensions.model_dump(exclude_none=True)
         entry = await store.add_timeline(conn, case_id=case_id, at=at, recorded_at=now,
