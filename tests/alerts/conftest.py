@@ -67,9 +67,10 @@ def clock() -> OffsetClock:
 async def make_alerts(settings_for, clock):
     started = []
 
-    async def make(*, policy: DeliveryPolicy = FAST, smtp_port: int = 1):
+    async def make(*, policy: DeliveryPolicy = FAST, smtp_port: int = 1,
+                   config_file: str | None = None):
         cfg = AlertsConfig(smtp=SmtpConfig(host="127.0.0.1", port=smtp_port),
-                           public_url="http://alerts.test")
+                           public_url="http://alerts.test", config_file=config_file)
         svc = alerts_service.build(settings_for("alerts"), clock=clock, policy=policy, config=cfg)
         await svc.start(http=False)
         started.append(svc)

@@ -16,6 +16,18 @@ def _defaults(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from .directory import ConfigError, load_structures_file
+
+    try:
+        out = load_structures_file(args.file)
+    except (ConfigError, ValueError, OSError) as err:
+        print(f"invalid: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({s: {"authorities": len(a), "rules": len(r)} for s, (a, r) in out.items()}))
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from .verifier import verify_webhook
 
@@ -31,6 +43,10 @@ def _verify(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("alerts-defaults", help="print the default alert rules and authorities")
     p.set_defaults(func=_defaults)
+    c = sub.add_parser("alerts-config-check",
+                       help="validate a per-structure alerts configuration file")
+    c.add_argument("file")
+    c.set_defaults(func=_check)
     v = sub.add_parser("alerts-verify", help="verify a received alert webhook (authorities)")
     v.add_argument("--secret", required=True)
     v.add_argument("--headers", required=True, help="JSON file of the request headers")

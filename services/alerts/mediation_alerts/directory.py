@@ -147,3 +147,49 @@ def escalation_sequence(rule: Rule, authority_id: str) -> list[str]:
     seq = [] if authority_id == COORDINATOR else [COORDINATOR]
     seq += [a for a in rule.escalation if a != authority_id and a not in rule.authorities]
     return seq
+
+
+def load_structures_file(path: str | Path) -> dict[str, tuple[list[Authority], list[Rule]]]:
+    """A per-structure configuration file (see ``data/demo-structures.json``): for each
+    structure, authorities (fields of :class:`Authority`; a default authority's name and
+    deadlines are kept unless given) and rules. Raises ConfigError naming the entry."""
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    defaults = default_authorities()
+    out: dict[str, tuple[list[Authority], list[Rule]]] = {}
+    for structure, spec in (raw.get("structures") or {}).items():
+        auths: list[Authority] = []
+        for aid, a in (spec.get("authorities") or {}).items():
+            base = defaults.get(aid)
+            name = a.get("name") or (base.name if base else None)
+            if not name:
+                raise ConfigError(f"structures.{structure}.authorities.{aid}.name: required "
+                                  "for an authority that is not a default one")
+            auth = Authority(authority_id=aid, name=name, channels=tuple(a.get("channels", ())),
+                             webhook_url=a.get("webhook_url"),
+                             webhook_secret=a.get("webhook_secret"), email=a.get("email"),
+                             ack={**(base.ack if base else {}), **a.get("ack", {})})
+            try:
+                validate_authority(auth)
+            except ConfigError as err:
+                raise ConfigError(f"structures.{structure}.authorities.{aid}.{err}") from None
+            auths.append(auth)
+        rules: list[Rule] = []
+        for i, r in enumerate(spec.get("rules") or []):
+            try:
+                rule = Rule(rule_id=r["rule_id"], category=r["category"],
+                            authorities=tuple(r["authorities"]),
+                            escalation=tuple(r.get("escalation", ())),
+                            urgencies=tuple(r.get("urgencies", ())),
+                            communes=tuple(r.get("communes", ())),
+                            requires_identity=bool(r.get("requires_identity", False)),
+                            priority=int(r.get("priority", 100)), structure_specific=True)
+            except KeyError as err:
+                raise ConfigError(f"structures.{structure}.rules[{i}].{err.args[0]}: "
+                                  "required") from None
+            try:
+                validate_rule(rule)
+            except ConfigError as err:
+                raise ConfigError(f"structures.{structure}.rules[{i}].{err}") from None
+            rules.append(rule)
+        out[structure] = (auths, rules)
+    return out

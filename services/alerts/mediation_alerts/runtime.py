@@ -22,6 +22,7 @@ class AlertsConfig:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     public_url: str = "http://127.0.0.1:8084"   # base of the signed acknowledgement links
     link_ttl_days: int = 60
+    config_file: str | None = None  # per-structure directory and rules, loaded on start
 
     @classmethod
     def from_env(cls) -> AlertsConfig:
@@ -34,6 +35,7 @@ class AlertsConfig:
                             username=e("MEDIATION_SMTP_USER") or None,
                             password=e("MEDIATION_SMTP_PASSWORD") or None),
             public_url=e("MEDIATION_ALERTS_PUBLIC_URL", "http://127.0.0.1:8084").rstrip("/"),
+            config_file=e("MEDIATION_ALERTS_CONFIG") or None,
         )
 
 

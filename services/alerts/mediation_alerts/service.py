@@ -8,6 +8,7 @@ webhook, e-mail or Kafka, records every attempt, and escalates unacknowledged al
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mediation_core.service import Service
@@ -21,11 +22,14 @@ from mediation_schemas.alerts import (
 )
 from mediation_schemas.cases import DysfunctionReported
 
-from . import api, handlers
+from . import api, handlers, store
 from .clock import Clock
+from .directory import load_structures_file
 from .dispatcher import Dispatcher
 from .policy import DeliveryPolicy
 from .runtime import AlertsConfig, Runtime
+
+log = logging.getLogger(__name__)
 
 CHANNELS = {
     "consumes": {"dysfunctions": [DysfunctionReported]},
@@ -34,6 +38,21 @@ CHANNELS = {
         "alerts_outbound": [AlertOutbound],
     },
 }
+
+
+async def load_config(rt: Runtime) -> None:
+    """Upsert the structures of the configuration file, if one is set (idempotent)."""
+    if not rt.config.config_file:
+        return
+    structures = load_structures_file(rt.config.config_file)
+    assert rt.svc.pool is not None
+    async with rt.svc.pool.acquire() as conn, conn.transaction():
+        for structure, (authorities, rules) in structures.items():
+            for a in authorities:
+                await store.upsert_authority(conn, structure, a)
+            for r in rules:
+                await store.upsert_rule(conn, structure, r)
+    log.info("alerts configuration loaded", extra={"fields": {"structures": len(structures)}})
 
 
 def build(settings: Settings, *, clock: Clock | None = None, policy: DeliveryPolicy | None = None,
@@ -46,6 +65,7 @@ def build(settings: Settings, *, clock: Clock | None = None, policy: DeliveryPol
     svc.produced_topics += [t.alerts, t.alerts_outbound]
     svc.consumer("dysfunctions", [t.dysfunctions], handlers.register(rt))
     svc.background.append(dispatcher.run)
+    svc.on_startup.append(lambda _svc: load_config(rt))
     svc.app.include_router(api.router(rt))
 
     # the dispatcher stops with the service (Service.stop waits for background tasks)
