@@ -8,6 +8,8 @@ import sys
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mediation_routing import territory as terr
 from mediation_routing.assign import assign
 from mediation_routing.decide import cli_view, decide
@@ -122,3 +124,28 @@ def test_cli_command_prints_one_json_object():
     obj = json.loads(out.stdout)
     assert obj["status"] == "outside" and obj["mediator"] is None
     assert obj["candidates"][0]["department"] == "46" and obj["reason"]
+
+
+def test_reference_table_is_consistent():
+    refs = terr.reference_communes()
+    codes = [r.insee for r in refs]
+    assert len(codes) == len(set(codes)), "INSEE codes are unique"
+    for r in refs:
+        assert len(r.insee) == 5 and r.department and r.postcodes
+        assert all(len(pc) == 5 and pc.isdigit() for pc in r.postcodes)
+        assert r.insee[:2].upper() == r.department.upper() or r.department in ("2A", "2B")
+    in_territory = {r.insee for r in refs if r.role == "territory"}
+    assert in_territory == {p.code for p in CPTS.places}
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.one_of(st.none(), st.text(max_size=60)),
+       on=st.dates(min_value=date(1990, 1, 1), max_value=date(2100, 1, 1)),
+       loads=st.dictionaries(st.sampled_from([M1, M2, "x"]), st.integers(0, 100)))
+def test_decide_never_crashes(text, on, loads):
+    hist = terr.TerritoryHistory(VERSIONS)
+    d = decide(text, None, on, hist, loads)
+    assert d.routed == bool(d.mediator_id)
+    assert d.routed or d.reason_code in ("outside_territory", "ambiguous", "unknown_place",
+                                         "no_mediator")
+    assert cli_view(d)["status"] in ("routed", "ambiguous", "outside", "unknown")
