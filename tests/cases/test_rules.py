@@ -133,3 +133,11 @@ def test_axes():
     assert rules.axis_for("rights_procedure") == 2
     assert rules.axis_for("other", 4) == 4
     assert rules.COLLECTIVE_AXIS["workshop"] == 3
+
+
+def test_cli_prints_a_deadline(capsys):
+    from mediation_core.cli import main
+
+    assert main(["cases-deadline", "2026-11-10T10:00", "2"]) == 0
+    out = capsys.readouterr().out
+    assert '"due_paris": "2026-11-14T00:00:00+01:00"' in out   # Wed 11 Nov is a holiday
