@@ -64,6 +64,11 @@ async def test_ack_by_link_and_api_and_escalation_by_clock(make_alerts, clock):
             # a tampered link is refused
             tampered = path[:-1] + ("0" if path[-1] != "0" else "1")
             assert (await c.post(tampered)).status_code == 403
+            # a malformed acknowledgement names the field, never echoes the value
+            r = await c.post(f"/alerts/{ddd['alert_id']}/ack", json={"response": "Z" * 5000},
+                             headers=authority_headers("defenseur_droits"))
+            assert r.status_code == 422 and "ZZZZ" not in r.text
+            assert r.json()["problems"][0]["field"] == "response"
             # another authority cannot acknowledge the Défenseur's alert
             r = await c.post(f"/alerts/{ddd['alert_id']}/ack", json={"response": "x"},
                              headers=authority_headers("cpam_conciliateur"))

@@ -81,6 +81,8 @@ async def test_flaky_receivers_get_every_alert_exactly_once(make_alerts):
         details = {r["detail"] for r in await pool.fetch("SELECT DISTINCT detail FROM attempts "
                                                          "WHERE outcome = 'retry'")}
         assert {"connection_refused", "http_500", "http_503", "timeout", "smtp_451"} <= details
+        # the breaker opened on the refusing endpoints: short-circuits, not real attempts
+        assert await pool.fetchval("SELECT count(*) FROM attempts WHERE outcome='circuit_open'") > 0
         assert await pool.fetchval("SELECT count(*) FROM attempts WHERE outcome='delivered'") == 20
 
         # webhook bodies are the minimal content

@@ -21,8 +21,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from mediation_core.auth import Caller, require_role
 from mediation_core.sealing import KeyDestroyed
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,6 +70,20 @@ _ALERT_COLS = """a.alert_id, a.dysfunction_id, a.structure, a.authority_id, a.au
 
 def _jsonable(r: Any) -> dict:
     return orjson.loads(orjson.dumps(dict(r), default=str))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """422 with field paths and rules, never the submitted values (they may be personal)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
+            problems.append({"field": ".".join(loc) or "(body)", "code": e.get("type", ""),
+                             "message": e.get("msg", "")})
+        return JSONResponse(status_code=422, content={"detail": "invalid request",
+                                                      "problems": problems})
 
 
 def router(rt: Runtime) -> APIRouter:

@@ -67,6 +67,7 @@ def build(settings: Settings, *, clock: Clock | None = None, policy: DeliveryPol
     svc.background.append(dispatcher.run)
     svc.on_startup.append(lambda _svc: load_config(rt))
     svc.app.include_router(api.router(rt))
+    api.install_error_handlers(svc.app)
 
     # the dispatcher stops with the service (Service.stop waits for background tasks)
     base_stop = svc.stop
