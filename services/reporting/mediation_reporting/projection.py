@@ -277,24 +277,16 @@ async def case_reopened(ctx: HandlerContext, p: cs.CaseReopened) -> None:
 async def case_notice(ctx: HandlerContext, p: Payload) -> None:
     """FirstContactOverdue, CaseInactivityFlagged and any future notice carrying a case ref."""
     case = p.case  # type: ignore[attr-defined]
-    kind = p.event_type
-    level = str(getattr(p, "level", "") or "")
     at = (getattr(p, "detected_at", None) or getattr(p, "flagged_at", None)
           or ctx.envelope.occurred_at)
-    inserted = await ctx.conn.fetchval(
+    await run(
+        ctx,
+        "WITH _case AS (INSERT INTO cases (case_id, structure, area, mediator_id) "
+        " VALUES ($1, $5, $6, $7) ON CONFLICT (case_id) DO NOTHING) "
         "INSERT INTO case_notices (case_id, kind, level, at, structure, area, mediator_id) "
-        "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING RETURNING 1",
-        case.case_id, kind, level, at, case.structure, case.area, case.mediator_id)
-    if not inserted:
-        return
-    await ctx.conn.execute(
-        "INSERT INTO cases (case_id, structure, area, mediator_id) VALUES ($1,$2,$3,$4) "
-        "ON CONFLICT (case_id) DO NOTHING",
-        case.case_id, case.structure, case.area, case.mediator_id)
-    column = rules.notice_counter(kind, level)
-    if column:
-        await ctx.conn.execute(f"UPDATE cases SET {column} = {column} + 1 WHERE case_id = $1",
-                               case.case_id)
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        case.case_id, p.event_type, str(getattr(p, "level", "") or ""), at, case.structure,
+        case.area, case.mediator_id)
 
 
 async def collective_action(ctx: HandlerContext, p: Payload) -> None:

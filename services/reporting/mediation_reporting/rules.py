@@ -33,12 +33,3 @@ def motive_codes(items: Iterable) -> list[str]:
         if code not in out:
             out.append(str(code))
     return out
-
-
-def notice_counter(kind: str, level: str) -> str | None:
-    """Which counter of the case a notice increments."""
-    if kind == "FirstContactOverdue":
-        return "overdue_escalations" if level == "escalation" else "overdue_reminders"
-    if kind == "CaseInactivityFlagged":
-        return "inactivity_flags"
-    return None

@@ -52,10 +52,7 @@ CREATE TABLE IF NOT EXISTS cases (
     closed_at              timestamptz,     -- latest closure
     closure_reason         text,            -- reason of the latest closure
     reopened_at            timestamptz,     -- latest reopening
-    last_activity_at       timestamptz,
-    overdue_reminders      int NOT NULL DEFAULT 0,
-    overdue_escalations    int NOT NULL DEFAULT 0,
-    inactivity_flags       int NOT NULL DEFAULT 0
+    last_activity_at       timestamptz
 );
 CREATE INDEX IF NOT EXISTS cases_structure ON cases (structure, area, mediator_id);
 CREATE INDEX IF NOT EXISTS cases_opened ON cases (opened_at);

@@ -43,7 +43,8 @@ SELECT c.case_id,
        CASE WHEN c.closed_at IS NOT NULL AND (c.reopened_at IS NULL OR c.reopened_at < c.closed_at)
             THEN c.closed_at END AS cloture_at,
        (c.closed_at IS NULL OR (c.reopened_at IS NOT NULL AND c.reopened_at >= c.closed_at)) AS ouvert,
-       (c.overdue_reminders + c.overdue_escalations) > 0 AS premier_contact_hors_delai
+       EXISTS (SELECT 1 FROM case_notices n
+               WHERE n.case_id = c.case_id AND n.kind = 'FirstContactOverdue') AS premier_contact_hors_delai
 FROM cases c
 WHERE c.opened_at IS NOT NULL;
 
