@@ -12,7 +12,7 @@ from mediation_cases.opening import case_id_for_referral
 
 from tests.conftest import eventually
 
-from .support import COORDINATOR, MEDIATOR_A, person, routed_referral
+from .support import COORDINATOR, MEDIATOR_A, MEDIATOR_B, person, routed_referral
 
 pytestmark = pytest.mark.stack
 
@@ -57,6 +57,11 @@ async def test_reminder_then_escalation_then_inactivity(cases_svc, client, watch
     assert [c["case_id"] for c in load] == [a]
     load = (await client.get("/cases?waiting_first_contact=true", headers=COORDINATOR)).json()
     assert [c["case_id"] for c in load] == [a]
+    notices = (await client.get("/notices", headers=MEDIATOR_A)).json()
+    assert [(n["kind"], n["case_id"], n["notify_id"]) for n in notices] == [
+        ("first_contact_reminder", a, "med-a")]
+    assert (await client.get("/notices", headers=COORDINATOR)).json() == []
+    assert (await client.get("/notices", headers=MEDIATOR_B)).json() == []
     summary = (await client.get("/caseload/summary", headers=COORDINATOR)).json()
     assert summary == [{"area": "vallee-borgne", "mediator_id": "med-a", "open": 2,
                         "waiting_first_contact": 1, "overdue": 1, "inactive": 0}]
@@ -72,6 +77,14 @@ async def test_reminder_then_escalation_then_inactivity(cases_svc, client, watch
     assert (esc["level"], esc["notify_role"], esc["notify_id"]) == ("escalation",
                                                                     "coordinator", None)
     assert esc["case"]["case_id"] == a
+    escalations = (await client.get("/notices", headers=COORDINATOR)).json()
+    assert [(n["kind"], n["case_id"], n["notify_role"]) for n in escalations] == [
+        ("first_contact_escalation", a, "coordinator")]
+    r = await client.post(f"/notices/{escalations[0]['notice_id']}/ack", headers=MEDIATOR_B)
+    assert r.status_code == 404
+    r = await client.post(f"/notices/{escalations[0]['notice_id']}/ack", headers=COORDINATOR)
+    assert r.status_code == 200 and r.json()["resolved_by"] == "coord-1"
+    assert (await client.get("/notices", headers=COORDINATOR)).json() == []
     # once each: further scans send nothing more
     assert await scan_once(cases_svc.deps) == {"reminders": 0, "escalations": 0, "inactive": 0}
     kinds = [t["kind"] for t in (await client.get(f"/cases/{a}", headers=MEDIATOR_A)).json()[
@@ -92,4 +105,17 @@ async def test_reminder_then_escalation_then_inactivity(cases_svc, client, watch
     assert r.status_code == 200 and r.json()["case"]["inactive"] is False
     load = (await client.get("/cases?inactive=true", headers=MEDIATOR_A)).json()
     assert [c["case_id"] for c in load] == [a]
+    # the mediator's open notices: a's reminder and inactivity; b's was resolved by the work
+    open_notices = (await client.get("/notices", headers=MEDIATOR_A)).json()
+    assert sorted((n["kind"], n["case_id"]) for n in open_notices) == sorted([
+        ("first_contact_reminder", a), ("inactivity", a)])
+    # and a first contact on a resolves its reminder
+    va = (await client.get(f"/cases/{a}", headers=MEDIATOR_A)).json()["version"]
+    r = await client.post(f"/cases/{a}/contacts", headers=MEDIATOR_A,
+                          json={"version": va, "channel": "home_visit", "outcome": "reached"})
+    assert r.status_code == 200
+    assert (await client.get("/notices", headers=MEDIATOR_A)).json() == []
+    resolved = (await client.get("/notices?include_resolved=true",
+                                 headers=MEDIATOR_A)).json()
+    assert {n["resolved_by"] for n in resolved} == {"system:first_contact", "system:activity"}
     assert len(watch.events("FirstContactOverdue")) == 2

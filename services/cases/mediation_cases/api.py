@@ -239,6 +239,19 @@ def router(deps: Deps) -> APIRouter:
                                    req: m.ObservedDysfunctionRequest) -> m.DysfunctionOut:
         return await work.report_observed_dysfunction(deps, caller, req)
 
+    # ------------------------------------------------------------------ notices
+    @r.get("/notices", response_model=list[m.NoticeOut], responses=ERRORS, tags=["notices"],
+           summary="Your reminders (mediator) or escalations (coordinator)")
+    async def notices(caller: CaseCaller, include_resolved: bool = False,
+                      limit: int = Query(100, ge=1, le=500)) -> list[m.NoticeOut]:
+        return await work.list_notices(deps, caller, include_resolved=include_resolved,
+                                       limit=limit)
+
+    @r.post("/notices/{notice_id}/ack", response_model=m.NoticeOut, responses=ERRORS,
+            tags=["notices"], summary="Acknowledge a notice (idempotent)")
+    async def ack_notice(caller: CaseCaller, notice_id: uuid.UUID) -> m.NoticeOut:
+        return await work.acknowledge_notice(deps, caller, notice_id)
+
     # ------------------------------------------------------------------ collective work
     @r.post("/collective-actions", response_model=m.CollectiveActionOut, status_code=201,
             responses=ERRORS, tags=["collective work"],

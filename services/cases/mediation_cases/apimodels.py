@@ -366,6 +366,23 @@ class CaseloadLine(BaseModel):
     inactive: int
 
 
+class NoticeOut(BaseModel):
+    """A reminder (to the mediator), an escalation (to the coordinators) or an inactivity
+    flag; resolved by acknowledging it or by doing the work it asks for."""
+
+    notice_id: uuid.UUID
+    case_id: uuid.UUID
+    kind: str = Field(description="first_contact_reminder, first_contact_escalation, "
+                      "inactivity")
+    notify_role: str
+    notify_id: str | None
+    area: str
+    due_at: datetime | None
+    created_at: datetime
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
 class ReferralLink(BaseModel):
     referral_id: uuid.UUID
     revision: int

@@ -57,6 +57,8 @@ async def scan_once(deps: Deps, *, limit: int = 500) -> dict[str, int]:
             await store.add_timeline(conn, case_id=r["case_id"], at=now, recorded_at=now,
                                      kind="inactivity_flagged", actor="system",
                                      details={"inactive_days": days})
+            await store.add_notice(conn, r, kind="inactivity", notify_role="mediator",
+                                   notify_id=r["mediator_id"], due_at=None, now=now)
             await emit(CaseInactivityFlagged(case=store.case_ref(r),
                                              last_activity_at=r["last_activity_at"],
                                              inactive_days=days, flagged_at=now),
@@ -79,6 +81,10 @@ async def _overdue(deps: Deps, conn, emit, r, *, level: str, due, now) -> None:
                              details={"due_at": due.isoformat(), "working_days": days,
                                       "notify_role": "coordinator" if to_coordinator
                                       else "mediator"})
+    await store.add_notice(conn, r, kind=f"first_contact_{level}",
+                           notify_role="coordinator" if to_coordinator else "mediator",
+                           notify_id=None if to_coordinator else r["mediator_id"], due_at=due,
+                           now=now)
     await emit(FirstContactOverdue(
         case=store.case_ref(r), level=level,
         notify_role="coordinator" if to_coordinator else "mediator",

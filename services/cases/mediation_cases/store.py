@@ -95,3 +95,22 @@ async def record_access(conn: asyncpg.Connection | asyncpg.Pool, *, case_id: uui
     await conn.execute(
         "INSERT INTO personal_data_access(case_id, actor, role, purpose, fields, at) "
         "VALUES ($1,$2,$3,$4,$5,$6)", case_id, actor, role, purpose, fields, at)
+
+
+async def add_notice(conn: asyncpg.Connection, case: asyncpg.Record, *, kind: str,
+                     notify_role: str, notify_id: str | None, due_at: datetime | None,
+                     now: datetime) -> uuid.UUID:
+    notice_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO notices(notice_id, case_id, kind, notify_role, notify_id, structure, area, "
+        "due_at, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+        notice_id, case["case_id"], kind, notify_role, notify_id, case["structure"],
+        case["area"], due_at, now)
+    return notice_id
+
+
+async def resolve_notices(conn: asyncpg.Connection, case_id: uuid.UUID, kinds: list[str], *,
+                          by: str, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE notices SET resolved_at = $3, resolved_by = $4 WHERE case_id = $1 "
+        "AND kind = ANY($2::text[]) AND resolved_at IS NULL", case_id, kinds, now, by)

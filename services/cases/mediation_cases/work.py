@@ -144,6 +144,51 @@ async def caseload_summary(deps: Deps, caller: Caller) -> list[m.CaseloadLine]:
                            inactive=r["inactive"]) for r in rows]
 
 
+def _notice_out(r: asyncpg.Record) -> m.NoticeOut:
+    return m.NoticeOut(notice_id=r["notice_id"], case_id=r["case_id"], kind=r["kind"],
+                       notify_role=r["notify_role"], notify_id=r["notify_id"],
+                       area=r["area"], due_at=r["due_at"], created_at=r["created_at"],
+                       resolved_at=r["resolved_at"], resolved_by=r["resolved_by"])
+
+
+def _notice_scope(caller: Caller, args: list[Any]) -> str:
+    """A mediator gets the mediator notices of their area; a coordinator the coordinator
+    notices of their structure (admin: all)."""
+    if caller.role == "admin":
+        return "TRUE"
+    if caller.role == "coordinator":
+        args.append(caller.structure)
+        return f"notify_role = 'coordinator' AND structure = ${len(args)}"
+    args.extend([caller.structure, caller.area])
+    return (f"notify_role = 'mediator' AND structure = ${len(args) - 1} "
+            f"AND area = ${len(args)}")
+
+
+async def list_notices(deps: Deps, caller: Caller, *, include_resolved: bool,
+                       limit: int) -> list[m.NoticeOut]:
+    args: list[Any] = []
+    where = _notice_scope(caller, args)
+    if not include_resolved:
+        where += " AND resolved_at IS NULL"
+    args.append(limit)
+    rows = await deps.db().fetch(f"SELECT * FROM notices WHERE {where} "
+                                 f"ORDER BY created_at DESC LIMIT ${len(args)}", *args)
+    return [_notice_out(r) for r in rows]
+
+
+async def acknowledge_notice(deps: Deps, caller: Caller, notice_id: uuid.UUID) -> m.NoticeOut:
+    args: list[Any] = [notice_id]
+    where = _notice_scope(caller, args)
+    args.extend([deps.clock(), caller.sub])
+    row = await deps.db().fetchrow(
+        f"UPDATE notices SET resolved_at = COALESCE(resolved_at, ${len(args) - 1}), "
+        f"resolved_by = COALESCE(resolved_by, ${len(args)}) "
+        f"WHERE notice_id = $1 AND {where} RETURNING *", *args)
+    if row is None:
+        raise not_found("notice")
+    return _notice_out(row)
+
+
 async def case_detail(deps: Deps, caller: Caller, case_id: uuid.UUID) -> m.CaseDetail:
     now = deps.clock()
     async with deps.db().acquire() as conn:
@@ -227,6 +272,9 @@ async def _mutate(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int |
                 rules.check_version(expected=version, current=row["version"])
                 extra = await change(conn, row, deps.outbox_emit(conn), now)
                 await store.bump(conn, case_id, now=now, activity=activity)
+                if activity:
+                    await store.resolve_notices(conn, case_id, ["inactivity"],
+                                                by="system:activity", now=now)
                 new = await store.get_case(conn, case_id)
                 n = await _referral_count(conn, case_id)
         except Violation as v:
@@ -261,6 +309,9 @@ async def _first_contact(deps: Deps, conn, row, emit: Emit, *, at: datetime, cha
                          attempts: int, now: datetime, actor: str) -> None:
     await conn.execute("UPDATE cases SET first_contact_at = $2, first_contact_channel = $3 "
                        "WHERE case_id = $1", row["case_id"], at, channel)
+    await store.resolve_notices(conn, row["case_id"],
+                                ["first_contact_reminder", "first_contact_escalation"],
+                                by="system:first_contact", now=now)
     await store.add_timeline(conn, case_id=row["case_id"], at=at, recorded_at=now,
                              kind="first_contact", axis=1, actor=actor,
                              details={"channel": channel, "attempts": attempts})
