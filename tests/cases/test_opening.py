@@ -6,9 +6,11 @@ import uuid
 
 import pytest
 from mediation_cases.opening import case_id_for_referral
+from mediation_cases.service import build
 
 from tests.conftest import eventually
 
+from .conftest import TEST_CONFIG
 from .support import (
     AREA_A,
     AREA_B,
@@ -141,6 +143,19 @@ async def test_corrected_or_rerouted_referral_updates_the_case_instead_of_openin
     assert ident["identity"]["person"]["phone"] == "0700000001"
     updated = [t for t in case["timeline"] if t["kind"] == "referral_updated"]
     assert updated[0]["details"]["identity"] == "updated"
+
+    # replaying the whole topic (a new consumer group of the service) changes nothing
+    s = cases_svc.settings
+    replay = build(s.with_(group_id=s.group_id + "-replay"), clock=cases_svc.deps.clock,
+                   config=TEST_CONFIG)
+    await replay.start(http=False)
+    try:
+        await eventually(lambda: replay.consumers[0].stats.duplicates >= 3, 90, what="replay")
+    finally:
+        await replay.stop()
+    assert replay.consumers[0].stats.processed == 0
+    assert await cases_svc.pool.fetchval("SELECT count(*) FROM cases") == 1
+    assert await cases_svc.pool.fetchval("SELECT count(*) FROM outbox") == 0
 
 
 async def test_after_closure_a_new_referral_opens_a_new_case(cases_svc, client, watch):
