@@ -96,9 +96,11 @@ async def replay(settings: Settings, *, batch_size: int = 2000, keep_old: bool =
             for t in topics:
                 for p in sorted(reader.partitions_for_topic(t) or await _partitions(reader, t)):
                     parts.append(TopicPartition(t, p))
-            reader.assign(parts)
-            await reader.seek_to_beginning(*parts)
-            end = await reader.end_offsets(parts)
+            end = {}
+            if parts:
+                reader.assign(parts)
+                await reader.seek_to_beginning(*parts)
+                end = await reader.end_offsets(parts)
             pending = {tp for tp in parts if end[tp] > 0}
             while pending:
                 batches = await reader.getmany(*pending, timeout_ms=500, max_records=batch_size)

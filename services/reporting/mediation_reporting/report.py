@@ -18,7 +18,7 @@ import asyncpg
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from reportlab.graphics import renderSVG
 from reportlab.graphics.charts.barcharts import HorizontalBarChart, VerticalBarChart
-from reportlab.graphics.shapes import Drawing, String
+from reportlab.graphics.shapes import Drawing, Rect, String
 from reportlab.lib import colors
 
 from . import catalog
@@ -93,8 +93,16 @@ def bar_chart(title: str, labels: list[str], series: list[list[float | None]],
     left = 170 if horizontal else 40
     chart.x, chart.y = left, 40
     chart.width, chart.height = width - left - 20, height - 80
-    chart.data = [[0 if v is None else v for v in s] for s in series] or [[0]]
-    chart.categoryAxis.categoryNames = labels or [""]
+    data = [[0 if v is None else v for v in s] for s in series if s]
+    empty = not labels or not data or not any(v for s in data for v in s)
+    if not labels or not data:
+        labels, data = [""], [[0]]
+    chart.data = data
+    chart.categoryAxis.categoryNames = labels
+    if empty:
+        chart.valueAxis.valueMax = 1
+        d.add(String(width / 2, height / 2, "Pas de données publiables (absentes ou masquées)",
+                     fontSize=9, textAnchor="middle", fillColor=colors.grey))
     chart.categoryAxis.labels.fontSize = 7
     chart.valueAxis.labels.fontSize = 7
     chart.valueAxis.valueMin = 0
@@ -108,7 +116,9 @@ def bar_chart(title: str, labels: list[str], series: list[list[float | None]],
     d.add(String(width / 2, height - 15, title, fontSize=10, textAnchor="middle",
                  fontName="Helvetica-Bold"))
     for i, n in enumerate(names if len(names) > 1 else []):
-        d.add(String(left + 90 * i, 8, "■ " + n, fontSize=7, fillColor=palette[i % len(palette)]))
+        x = left + 120 * i
+        d.add(Rect(x, 6, 8, 8, fillColor=palette[i % len(palette)], strokeColor=None))
+        d.add(String(x + 12, 7, n, fontSize=7))
     svg = renderSVG.drawToString(d)
     svg = re.sub(r"^<\?xml[^>]*>\s*", "", svg)
     svg = re.sub(r"<!DOCTYPE[^>]*>\s*", "", svg)
