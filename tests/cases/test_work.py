@@ -218,3 +218,26 @@ async def test_concurrent_edits_do_not_overwrite_each_other(cases_svc, client):
     r = await client.post(f"/cases/{cid}/actions", headers={**MEDIATOR_A, "If-Match": "abc"},
                           json={"kind": "information", "topic": "prevention"})
     assert r.status_code == 400 and r.json()["field"] == "If-Match"
+
+
+async def test_implausible_dates_are_refused_with_the_field(cases_svc, client):
+    case = await open_api_case(client, who=person("Dates", "Test", "1990-02-02"))
+    cid, v = case["case_id"], case["version"]
+    r = await client.post(f"/cases/{cid}/contacts", headers=MEDIATOR_A, json={
+        "version": v, "channel": "phone", "outcome": "reached",
+        "at": "2027-06-01T10:00:00+02:00"})
+    assert r.status_code == 422 and r.json()["field"] == "at"
+    assert r.json()["error"] == "in_the_future" and "2027" not in r.text
+    r = await client.post(f"/cases/{cid}/contacts", headers=MEDIATOR_A, json={
+        "version": v, "channel": "phone", "outcome": "reached", "at": "2026-11-20T10:00:00"})
+    assert r.status_code == 422
+    assert r.json()["problems"][0] == {"field": "at", "code": "timezone_aware",
+                                       "message": "Input should have timezone info"}
+    r = await client.post("/cases", headers=MEDIATOR_A, json={
+        "origin": "outreach", "channel": "partner_place", "motives": [{"code": "find_gp"}],
+        "identity": {"family_name": "Futur", "given_name": "Né", "birth_date": "2999-01-01"}})
+    assert r.status_code == 422
+    assert r.json()["problems"][0]["field"] == "identity.birth_date"
+    assert "2999" not in r.text and "Futur" not in r.text
+    # nothing was changed by the refused requests
+    assert (await client.get(f"/cases/{cid}", headers=MEDIATOR_A)).json()["version"] == v

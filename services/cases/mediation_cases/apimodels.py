@@ -18,7 +18,7 @@ from mediation_schemas.vocab import (
     HealthRight,
     Urgency,
 )
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 Channel = Literal["phone", "permanence", "home_visit", "partner_place"]
 Target = Literal["gp", "specialist", "dentist", "hospital", "pass", "pmi", "mental_health",
@@ -63,9 +63,16 @@ class ValidationErrorBody(BaseModel):
 # ----------------------------------------------------------------------------- opening
 
 class PersonIdentity(ApiModel):
-    family_name: str = Field(min_length=1, max_length=100)
-    given_name: str = Field(min_length=1, max_length=100)
-    birth_date: date
+    family_name: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    given_name: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    birth_date: date = Field(description="Between 1900-01-01 and today.")
+
+    @field_validator("birth_date")
+    @classmethod
+    def _plausible(cls, v: date) -> date:
+        if not date(1900, 1, 1) <= v <= date.today():
+            raise ValueError("must be between 1900-01-01 and today")
+        return v
     phone: str | None = Field(default=None, max_length=30)
     email: str | None = Field(default=None, max_length=200)
     address: str | None = Field(default=None, max_length=300)

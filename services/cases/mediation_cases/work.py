@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -36,6 +36,16 @@ Violation = rules.RuleViolation
 
 def not_found(what: str = "case") -> Violation:
     return Violation("not_found", f"no {what} with this id in your scope", None, status=404)
+
+
+def _not_future(at: datetime | None, now: datetime, field: str) -> datetime:
+    """A recorded fact cannot be dated in the future (a few minutes of clock skew allowed)."""
+    if at is None:
+        return now
+    if at > now + timedelta(minutes=10):
+        raise Violation("in_the_future", f"{field} is later than now; record what happened, "
+                        "with the date it happened", field, status=422)
+    return at
 
 
 # ----------------------------------------------------------------------------- reading
@@ -325,7 +335,7 @@ async def record_contact(deps: Deps, caller: Caller, case_id: uuid.UUID, version
                          req: m.ContactRequest) -> tuple[m.CaseSummary, uuid.UUID]:
     async def change(conn, row, emit, now):
         rules.check_open(row["status"])
-        at = req.at or now
+        at = _not_future(req.at, now, "at")
         attempts = row["contact_attempts"] + 1
         await conn.execute("UPDATE cases SET contact_attempts = $2 WHERE case_id = $1",
                            case_id, attempts)
@@ -350,7 +360,7 @@ async def record_interview(deps: Deps, caller: Caller, case_id: uuid.UUID, versi
 
     async def change(conn, row, emit, now):
         rules.check_open(row["status"])
-        at = req.at or now
+        at = _not_future(req.at, now, "at")
         entry = await store.add_timeline(
             conn, case_id=case_id, at=at, recorded_at=now, kind="interview", axis=2,
             actor=caller.sub, sealed_note=sealed_note,
@@ -377,7 +387,7 @@ async def record_action(deps: Deps, caller: Caller, case_id: uuid.UUID, version:
 
     async def change(conn, row, emit, now):
         rules.check_open(row["status"])
-        at = req.at or now
+        at = _not_future(req.at, now, "at")
         entry = await store.add_timeline(conn, case_id=case_id, at=at, recorded_at=now,
                                          kind=req.kind, axis=axis, actor=caller.sub,
                                          details=details, sealed_note=sealed_note)
@@ -396,7 +406,7 @@ async def record_autonomy(deps: Deps, caller: Caller, case_id: uuid.UUID, versio
                           req: m.AutonomyRequest) -> tuple[m.CaseSummary, uuid.UUID]:
     async def change(conn, row, emit, now):
         rules.check_open(row["status"])
-        at = req.at or now
+        at = _not_future(req.at, now, "at")
         col = "autonomy_t0" if req.phase == "T0" else "autonomy_t1"
         await conn.execute(f"UPDATE cases SET {col} = $2 WHERE case_id = $1", case_id, req.score)
         details: dict[str, Any] = {"phase": req.phase, "score": req.score}
@@ -508,7 +518,7 @@ async def close_case(deps: Deps, caller: Caller, case_id: uuid.UUID, version: in
                             contact_attempts=row["contact_attempts"],
                             first_contact=row["first_contact_at"] is not None,
                             min_attempts=deps.config.unreachable_min_attempts)
-        at = req.closed_at or now
+        at = _not_future(req.closed_at, now, "closed_at")
         await conn.execute(
             "UPDATE cases SET status = 'closed', closed_at = $2, closure_reason = $3, "
             "autonomy_t1 = COALESCE($4, autonomy_t1) WHERE case_id = $1",
@@ -598,7 +608,7 @@ async def open_case(deps: Deps, caller: Caller, req: m.OpenCaseRequest) -> m.Cas
     person_ref = blind_index(deps.settings.blind_index_key, ident.family_name, ident.given_name,
                              ident.birth_date)
     now = deps.clock()
-    met_at = req.met_at or now
+    met_at = _not_future(req.met_at, now, "met_at")
     case_id = uuid.uuid4()
     motives = [mo.model_dump(mode="json", exclude_none=True) for mo in req.motives]
     observe.OPENINGS.labels(f"api_{req.origin}").inc()
