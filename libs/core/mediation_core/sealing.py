@@ -6,8 +6,8 @@
   (``MEDIATION_MASTER_KEY``, id ``MEDIATION_MASTER_KEY_ID``); :meth:`KeyVault.rewrap`
   moves every key to a new master key (rotation).
 - The key vault is a small table in its own schema (``keyvault``): a stand-in for a KMS
-  that only intake and cases are configured to reach. Routing, alerts and reporting never
-  get a key.
+  that intake and cases reach, and alerts only to name a person who consented when a rule
+  requires it. Routing and reporting never get a key.
 - Erasure (right to erasure, retention) destroys the person's DEK: every sealed copy, in
   Kafka's log or in any table, becomes unreadable (crypto-shredding).
 - The blind index is an HMAC-SHA256 of the normalised identity under its own key: equal

@@ -61,6 +61,7 @@ class Service:
         self.app = FastAPI(title=title or f"mediation {self.name}", version="1.0.0")
         self.on_startup: list[Callable[[Service], Awaitable[None]]] = []
         self.background: list[Callable[[Service], Awaitable[None]]] = []
+        self.on_stop: list[Callable[[Service], Awaitable[None]]] = []
         self.produced_topics: list[str] = []
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
@@ -148,6 +149,9 @@ class Service:
 
     async def stop(self) -> None:
         self._ready = False
+        for hook in self.on_stop:
+            with contextlib.suppress(Exception):
+                await hook(self)
         for c in self.consumers:
             c.stop()
         if self.relay:
