@@ -12,7 +12,6 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, R
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from mediation_core.auth import Caller, require_role
-from mediation_schemas.envelope import validation_problems
 from mediation_schemas.vocab import Motive
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -97,9 +96,6 @@ def install_error_handlers(app: FastAPI) -> None:
                 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse({"error": code, "detail": str(exc.detail)},
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-
-_ = validation_problems  # the same shape as intake's rejection problems
 
 
 def router(deps: Deps) -> APIRouter:
