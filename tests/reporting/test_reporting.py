@@ -12,7 +12,9 @@ import zlib
 from decimal import Decimal
 
 import asyncpg
+import httpx
 import pytest
+from mediation_core.auth import issue_token
 from mediation_reporting import catalog, exports, publish, report, setup
 from mediation_reporting.replay import ReplayRefused, replay
 from mediation_reporting.service import build, update_freshness_gauge
@@ -329,6 +331,22 @@ async def test_roles_masking_exports_and_yearly_report(settings_for, services, p
         await exports.export(conn, "v_activite", "csv", tmp_path / "x.csv", role=public)
     await svc.pool.release(conn)
 
+    # HTTP: coordinators read their structure's raw views; other roles published ones only
+    transport = httpx.ASGITransport(app=svc.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://r") as http:
+        def auth(role, structure=scenario.S):
+            return {"Authorization": "Bearer " + issue_token(sub="u", role=role, structure=structure)}
+        r = await http.get("/reports/views/v_activite", headers=auth("coordinator"))
+        assert r.status_code == 200 and r.json()["rows"]
+        r = await http.get("/reports/views/v_activite", headers=auth("coordinator", "other"))
+        assert r.status_code == 200 and r.json()["rows"] == []
+        assert (await http.get("/reports/views/v_activite", headers=auth("authority"))).status_code == 403
+        assert (await http.get("/reports/views/pub_motifs", headers=auth("authority"))).status_code == 200
+        assert (await http.get("/reports/views/cases", headers=auth("admin"))).status_code == 404
+        assert (await http.get("/reports/views/pub_motifs")).status_code == 401
+        fr = await http.get("/reports/freshness", headers=auth("coordinator"))
+        assert fr.status_code == 200 and any(x["source"] == "cases" for x in fr.json())
+
     # the yearly report, in French, as HTML and PDF with charts
     async with svc.pool.acquire() as conn:
         html, pdf = await report.yearly(conn, scenario.S, 2026, tmp_path / "rapport", threshold)
@@ -344,3 +362,16 @@ async def test_roles_masking_exports_and_yearly_report(settings_for, services, p
     assert b"Activit" in streams and b"Motifs d" in streams, "chart titles are drawn"
     assert streams.count(b".168627 .423529 .690196 rg") >= 2, "bars are filled in the chart colour"
     assert streams.count(b" re B*") >= 2, "bars are drawn as rectangles"
+
+
+async def test_views_doc_is_in_sync(stack_urls):
+    """VIEWS.md documents every column of every view as the migrations create them."""
+    from pathlib import Path
+
+    from mediation_reporting.setup import view_columns_from_scratch
+
+    cols = await view_columns_from_scratch(stack_urls.database_url)
+    assert set(cols) == set(catalog.VIEWS) | set(catalog.PUBLISHED)
+    doc = Path(__file__).parents[2] / "services" / "reporting" / "VIEWS.md"
+    assert doc.read_text(encoding="utf-8") == catalog.markdown(cols), \
+        "run: mediation reports doc"
