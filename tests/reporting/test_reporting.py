@@ -17,6 +17,7 @@ import pytest
 from mediation_core.auth import issue_token
 from mediation_reporting import catalog, exports, publish, report, setup
 from mediation_reporting.replay import ReplayRefused, replay
+from mediation_reporting.secrecy import revealing_links
 from mediation_reporting.service import build, update_freshness_gauge
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.topics import Topics
@@ -309,6 +310,13 @@ async def test_roles_masking_exports_and_yearly_report(settings_for, services, p
                 elif r[col] is not None:
                     assert r[col] == src
         assert attack(rows, spec) == {}, f"{name}: a masked cell can be recomputed"
+    published = {name: [dict(r) for r in await as_role(public, f"SELECT * FROM {name}")]
+                 for name in publish.SPECS}
+    assert revealing_links(published, publish.LINKS) == [], "no view gives away another's masked cell"
+    acc = await as_role(public, f"SELECT acceptees FROM pub_orientations WHERE {YEAR} AND niveau = 'structure' AND source = '(toutes sources)'")
+    mot = await as_role(public, f"SELECT orientations FROM pub_motifs WHERE {YEAR} AND niveau = 'structure' AND motif = '(tous motifs)'")
+    assert acc[0]["acceptees"] is None and mot[0]["orientations"] is None, \
+        "8 received - 2 rejected: accepted is masked, and so is its twin in the motives view"
     sh = await as_role(public, f"SELECT * FROM pub_activite WHERE {YEAR} AND niveau = 'secteur' AND secteur = 'sh'")
     vb = await as_role(public, f"SELECT * FROM pub_activite WHERE {YEAR} AND niveau = 'secteur' AND secteur = 'vb'")
     tot = await as_role(public, f"SELECT * FROM pub_activite WHERE {YEAR} AND niveau = 'structure'")

@@ -7,7 +7,15 @@ import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mediation_reporting.secrecy import TableSpec, apply, constraints, quarter_of
+from mediation_reporting.secrecy import (
+    Link,
+    TableSpec,
+    apply,
+    apply_many,
+    constraints,
+    quarter_of,
+    revealing_links,
+)
 
 SPEC = TableSpec(counts=["n"], derived={"rate": ["n"]})
 CAT_SPEC = TableSpec(counts=["total", "ok", "ko"], column_sums=[("total", ["ok", "ko"])],
@@ -123,3 +131,26 @@ def test_no_masked_cell_can_be_recomputed(base, with_cat, threshold):
             if o[c] is not None:
                 assert o[c] == r[c], "published values are exact"
     assert attack(out, spec) == {}, "no masked cell is recoverable from published totals"
+
+
+def test_a_cell_equal_to_another_views_cell_is_masked_with_it():
+    """Accepted referrals (orientations view) equal referrals with a motive (motives view):
+    masking one side alone would let the other view give it away."""
+    key = {"type_periode": "annee", "periode": "2026", "niveau": "structure", "structure": "S", "secteur": None}
+    ori_spec = TableSpec(counts=["recues", "acceptees", "refusees"],
+                         column_sums=[("recues", ["acceptees", "refusees"])],
+                         category=("source", "(toutes sources)"))
+    mot_spec = TableSpec(counts=["orientations"], category=("motif", "(tous motifs)"))
+    ori = [dict(key, source="(toutes sources)", recues=48, acceptees=40, refusees=8),
+           dict(key, source="msp", recues=48, acceptees=40, refusees=8)]
+    mot = [dict(key, motif="(tous motifs)", orientations=40),
+           dict(key, motif="a", orientations=20), dict(key, motif="b", orientations=20)]
+    link = Link(("ori", "acceptees", {"source": "(toutes sources)"}),
+                ("mot", "orientations", {"motif": "(tous motifs)"}))
+    alone = apply(ori, ori_spec, 11)
+    assert alone[0]["acceptees"] is None and mot[0]["orientations"] == 40, \
+        "without the link, the motives view would show the masked 40"
+    out = apply_many({"ori": (ori, ori_spec), "mot": (mot, mot_spec)}, 11, [link])
+    assert out["mot"][0]["orientations"] is None
+    assert revealing_links(out, [link]) == []
+    assert attack(out["mot"], mot_spec) == {} and attack(out["ori"], ori_spec) == {}

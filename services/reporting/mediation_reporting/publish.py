@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from .secrecy import TableSpec, apply, single_masked_constraints
+from .secrecy import Link, TableSpec, apply_many, revealing_links, single_masked_constraints
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,14 @@ SPECS: dict[str, tuple[str, TableSpec]] = {
 }
 
 
+# cells of two published views that are equal by construction (every accepted referral
+# has at least one motive), so they are masked together
+LINKS = [
+    Link(("pub_orientations", "acceptees", {"source": "(toutes sources)"}),
+         ("pub_motifs", "orientations", {"motif": "(tous motifs)"})),
+]
+
+
 def _sort_key(r: dict) -> tuple:
     return tuple("" if v is None else str(v) for v in r.values())
 
@@ -78,17 +86,24 @@ async def publish(pool: asyncpg.Pool, threshold: int = DEFAULT_THRESHOLD,
     result: dict[str, int] = {}
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         seen = await events_applied(conn)
-        for name, (view, spec) in SPECS.items():
+        raw: dict[str, tuple[list[str], list[dict]]] = {}
+        for name, (view, _spec) in SPECS.items():
             cols = [r["attname"] for r in await conn.fetch(
                 "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
                 "AND NOT attisdropped ORDER BY attnum", view)]
             where = " WHERE niveau <> 'mediateur'" if "niveau" in cols else ""
             rows = [dict(r) for r in await conn.fetch(f"SELECT * FROM {view}{where}")]
             rows.sort(key=_sort_key)
-            masked = apply(rows, spec, threshold)
-            leaks = single_masked_constraints(masked, spec)
-            if leaks:  # the algorithm guarantees none; refuse to publish if it ever did
-                raise RuntimeError(f"{name}: {len(leaks)} constraints would reveal a masked cell")
+            raw[name] = (cols, rows)
+        masked_all = apply_many({n: (raw[n][1], SPECS[n][1]) for n in SPECS}, threshold, LINKS)
+        leaks = revealing_links(masked_all, LINKS)
+        for name, (_view, spec) in SPECS.items():
+            leaks += single_masked_constraints(masked_all[name], spec)
+        if leaks:  # the algorithm guarantees none; refuse to publish if it ever did
+            raise RuntimeError(f"{len(leaks)} constraints would reveal a masked cell")
+        for name in SPECS:
+            cols, _rows = raw[name]
+            masked = masked_all[name]
             for r in masked:
                 r["publie_le"] = now
             await conn.execute(f"DELETE FROM {name}_data")

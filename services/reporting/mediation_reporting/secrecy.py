@@ -77,15 +77,49 @@ def constraints(rows: Sequence[dict], spec: TableSpec) -> list[list[Cell]]:
     return groups
 
 
-def mask(rows: Sequence[dict], spec: TableSpec, threshold: int) -> set[Cell]:
-    """The set of cells to mask (primary then secondary, to a fixpoint)."""
-    def value(c: Cell) -> int:
-        v = rows[c[0]].get(c[1])
-        return int(v or 0)
+@dataclass(frozen=True)
+class Link:
+    """Two published cells known to be equal (e.g. accepted referrals in one view and
+    referrals with a motive in another): (view, column, {column: value} selecting the row)
+    for each side; rows are matched on period and geography."""
 
-    masked: set[Cell] = {(i, col) for i, r in enumerate(rows) for col in spec.counts
-                         if r.get(col) is not None and 0 < int(r[col]) < threshold}
-    groups = constraints(rows, spec)
+    a: tuple[str, str, dict]
+    b: tuple[str, str, dict]
+
+
+def _geo_key(r: dict) -> tuple:
+    return (r.get("type_periode"), r.get("periode"), r.get("niveau"), r.get("structure"),
+            r.get("secteur"))
+
+
+def _link_groups(tables: dict[str, Sequence[dict]], links: Sequence[Link]) -> list[list]:
+    groups = []
+    for link in links:
+        (ta, ca, fa), (tb, cb, fb) = link.a, link.b
+        if ta not in tables or tb not in tables:
+            continue
+        side_b = {_geo_key(r): i for i, r in enumerate(tables[tb])
+                  if all(r.get(k) == v for k, v in fb.items())}
+        for i, r in enumerate(tables[ta]):
+            if all(r.get(k) == v for k, v in fa.items()) and _geo_key(r) in side_b:
+                groups.append([(ta, i, ca), (tb, side_b[_geo_key(r)], cb)])
+    return groups
+
+
+def mask_many(tables: dict[str, tuple[Sequence[dict], TableSpec]], threshold: int,
+              links: Sequence[Link] = ()) -> dict[str, set[Cell]]:
+    """Masked cells of several published tables at once: each table's own constraints
+    plus the cross-table equalities of ``links`` (so no view gives away another's cell)."""
+    def value(c: tuple[str, int, str]) -> int:
+        return int(tables[c[0]][0][c[1]].get(c[2]) or 0)
+
+    masked: set[tuple[str, int, str]] = set()
+    groups: list[list[tuple[str, int, str]]] = []
+    for name, (rows, spec) in tables.items():
+        masked |= {(name, i, col) for i, r in enumerate(rows) for col in spec.counts
+                   if r.get(col) is not None and 0 < int(r[col]) < threshold}
+        groups += [[(name, i, col) for i, col in g] for g in constraints(rows, spec)]
+    groups += _link_groups({n: rows for n, (rows, _s) in tables.items()}, links)
     changed = True
     while changed:
         changed = False
@@ -100,12 +134,22 @@ def mask(rows: Sequence[dict], spec: TableSpec, threshold: int) -> set[Cell]:
             pick = min(visible, key=lambda c: (value(c) == 0, value(c), c))
             masked.add(pick)
             changed = True
-    return masked
+    out: dict[str, set[Cell]] = {name: set() for name in tables}
+    for name, i, col in masked:
+        out[name].add((i, col))
+    return out
 
 
-def apply(rows: Sequence[dict], spec: TableSpec, threshold: int) -> list[dict]:
+def mask(rows: Sequence[dict], spec: TableSpec, threshold: int) -> set[Cell]:
+    """The set of cells to mask (primary then secondary, to a fixpoint)."""
+    return mask_many({"t": (rows, spec)}, threshold)["t"]
+
+
+def apply(rows: Sequence[dict], spec: TableSpec, threshold: int,
+          cells: set[Cell] | None = None) -> list[dict]:
     """Copies of ``rows`` with masked cells set to None and ``cellules_masquees`` listed."""
-    cells = mask(rows, spec, threshold)
+    if cells is None:
+        cells = mask(rows, spec, threshold)
     by_row: dict[int, set[str]] = defaultdict(set)
     for i, col in cells:
         by_row[i].add(col)
@@ -122,6 +166,19 @@ def apply(rows: Sequence[dict], spec: TableSpec, threshold: int) -> list[dict]:
         new["cellules_masquees"] = sorted(hidden)
         out.append(new)
     return out
+
+
+def apply_many(tables: dict[str, tuple[Sequence[dict], TableSpec]], threshold: int,
+               links: Sequence[Link] = ()) -> dict[str, list[dict]]:
+    cells = mask_many(tables, threshold, links)
+    return {name: apply(rows, spec, threshold, cells[name])
+            for name, (rows, spec) in tables.items()}
+
+
+def revealing_links(published: dict[str, Sequence[dict]], links: Sequence[Link]) -> list[list]:
+    """Cross-table equalities with exactly one masked side (would reveal it)."""
+    return [g for g in _link_groups(published, links)
+            if sum(1 for t, i, c in g if published[t][i].get(c) is None) == 1]
 
 
 def single_masked_constraints(rows: Sequence[dict], spec: TableSpec) -> list[list[Cell]]:
