@@ -20,7 +20,7 @@ from .context import Deps, Emit
 
 async def send(deps: Deps, conn: asyncpg.Connection, emit: Emit, ref: asyncpg.Record, *,
                status: str, now: datetime, structure: str,
-               reason: ClosureReason | None = None) -> bool:
+               reason: ClosureReason | None = None, record: bool = True) -> bool:
     if not rules.feedback_allowed(status, ref["consent_share"]):
         return False
     if ref["last_feedback"] == status and status != "in_progress":
@@ -32,8 +32,9 @@ async def send(deps: Deps, conn: asyncpg.Connection, emit: Emit, ref: asyncpg.Re
         changed_at=now),
         topic=deps.topics.referrals_answers, key=ref["source_system"], structure=structure,
         correlation_id=ref["correlation_id"])
-    await conn.execute("UPDATE case_referrals SET last_feedback = $2 WHERE referral_id = $1",
-                       ref["referral_id"], status)
+    if record:
+        await conn.execute("UPDATE case_referrals SET last_feedback = $2 "
+                           "WHERE referral_id = $1", ref["referral_id"], status)
     return True
 
 

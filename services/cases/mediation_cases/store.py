@@ -43,18 +43,26 @@ async def find_open_case(conn: asyncpg.Connection, structure: str,
         structure, person_ref)
 
 
-async def known_referral(conn: asyncpg.Connection,
-                         referral_id: uuid.UUID) -> rules.KnownReferral | None:
-    r = await conn.fetchrow(
-        "SELECT r.case_id, r.revision, r.structure, r.area, r.mediator_id, r.is_primary, "
-        "c.status FROM case_referrals r JOIN cases c USING (case_id) WHERE r.referral_id = $1",
-        referral_id)
-    if r is None:
-        return None
-    return rules.KnownReferral(case_id=str(r["case_id"]), revision=r["revision"],
-                               structure=r["structure"], area=r["area"],
-                               mediator_id=r["mediator_id"], is_primary=r["is_primary"],
-                               case_open=r["status"] == "open")
+async def lookup_for_opening(conn: asyncpg.Connection, referral_id: uuid.UUID, structure: str,
+                             person_ref: str | None
+                             ) -> tuple[rules.KnownReferral | None, str | None]:
+    """In one round trip: the case this referral is already in (if any), and the person's
+    open case in the structure."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT json_build_object('case_id', r.case_id, 'revision', r.revision, "
+        "  'structure', r.structure, 'area', r.area, 'mediator_id', r.mediator_id, "
+        "  'is_primary', r.is_primary, 'status', c.status) "
+        "  FROM case_referrals r JOIN cases c USING (case_id) WHERE r.referral_id = $1) AS known, "
+        "(SELECT case_id FROM cases WHERE structure = $2 AND person_ref = $3 "
+        "  AND status = 'open') AS open_case", referral_id, structure, person_ref)
+    known = None
+    if row["known"] is not None:
+        k = orjson.loads(row["known"])
+        known = rules.KnownReferral(case_id=str(k["case_id"]), revision=k["revision"],
+                                    structure=k["structure"], area=k["area"],
+                                    mediator_id=k["mediator_id"], is_primary=k["is_primary"],
+                                    case_open=k["status"] == "open")
+    return known, str(row["open_case"]) if row["open_case"] is not None else None
 
 
 async def referrals_of(conn: asyncpg.Connection, case_id: uuid.UUID) -> list[asyncpg.Record]:
