@@ -12,7 +12,6 @@ from mediation_reporting.secrecy import (
     TableSpec,
     apply,
     apply_many,
-    constraints,
     quarter_of,
     revealing_links,
 )
@@ -47,18 +46,54 @@ def table(base: dict[tuple[str, int, str], tuple[int, int]], with_cat: bool) -> 
     return rows
 
 
+def relations(rows: list[dict], spec: TableSpec) -> list[tuple[tuple, list[tuple]]]:
+    """What a reader knows, written independently of the masking code: each total and the
+    cells that add up to it (sectors of a structure, months of a quarter, quarters of a
+    year, categories of the "all" row, and column sums within a row)."""
+    cat_col, cat_total = spec.category or (None, None)
+    out = []
+    for i, r in enumerate(rows):
+        same = {k: r.get(k) for k in ("type_periode", "periode", "niveau", "structure", "secteur")}
+        if cat_col:
+            same[cat_col] = r.get(cat_col)
+        kid_sets = []
+        if r.get("niveau") == "structure":
+            kid_sets.append([j for j, x in enumerate(rows) if x.get("niveau") == "secteur"
+                             and all(x.get(k) == v for k, v in same.items() if k not in ("niveau", "secteur"))])
+        if r.get("type_periode") in ("trimestre", "annee"):
+            if r["type_periode"] == "trimestre":
+                year, q = r["periode"].split("-T")
+                subs = {f"{year}-{m:02d}" for m in range(3 * int(q) - 2, 3 * int(q) + 1)}
+                sub_type = "mois"
+            else:
+                subs = {f"{r['periode']}-T{q}" for q in range(1, 5)}
+                sub_type = "trimestre"
+            kid_sets.append([j for j, x in enumerate(rows) if x.get("type_periode") == sub_type
+                             and x.get("periode") in subs
+                             and all(x.get(k) == v for k, v in same.items() if k not in ("type_periode", "periode"))])
+        if cat_col and r.get(cat_col) == cat_total:
+            kid_sets.append([j for j, x in enumerate(rows) if x.get(cat_col) != cat_total
+                             and all(x.get(k) == v for k, v in same.items() if k != cat_col)])
+        for kids in kid_sets:
+            if kids:
+                for col in spec.counts:
+                    out.append(((i, col), [(j, col) for j in kids]))
+        for total, parts in spec.column_sums:
+            out.append(((i, total), [(i, p) for p in parts]))
+    return out
+
+
 def attack(published: list[dict], spec: TableSpec) -> dict:
-    """Recover masked cells: any constraint with one unknown gives it; repeat."""
+    """Recover masked cells: any relation with one unknown gives it; repeat to a fixpoint."""
     known = {(i, c): r[c] for i, r in enumerate(published) for c in spec.counts if r[c] is not None}
     recovered = {}
-    groups = constraints(published, spec)
+    rels = relations(published, spec)
     progress = True
     while progress:
         progress = False
-        for g in groups:
-            unknown = [c for c in g if c not in known]
+        for total, parts in rels:
+            unknown = [c for c in [total, *parts] if c not in known]
             if len(unknown) == 1:
-                total, parts = g[0], g[1:]
                 u = unknown[0]
                 if u == total:
                     v = sum(known[p] for p in parts)

@@ -256,7 +256,9 @@ def markdown(columns: dict[str, list[str]]) -> str:
            "structure, mois d'un trimestre, trimestres d'une année, catégories d'un total, "
            "reçues = acceptées + refusées — une cellule masquée seule entraîne le masquage de "
            "la plus petite autre cellule, jusqu'à ce qu'aucun groupe n'ait une seule cellule "
-           "masquée). Les moyennes, médianes et parts suivent le masquage de leur effectif.",
+           "masquée). Les cellules égales d'une vue à l'autre (fiches acceptées de `pub_orientations` "
+           "= fiches avec motif de `pub_motifs`) sont masquées ensemble. Les moyennes, médianes "
+           "et parts suivent le masquage de leur effectif.",
            "- Aucun rôle ne lit les tables.",
            "- Périodes : calendrier Europe/Paris. Les lignes absentes valent zéro.", ""]
     for view in sorted(columns, key=lambda v: (not v.startswith("v_"), v)):
