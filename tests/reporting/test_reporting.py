@@ -180,6 +180,13 @@ async def test_scripted_year_duplicates_reordering_and_replay(settings_for, serv
     # the freshness gauge: newest applied event vs an injected clock
     lag = await update_freshness_gauge(svc, lambda: scenario.t(5, 12) + (scenario.t(3, 2, 9) - scenario.t(3, 2, 8)))
     assert lag == 3600.0
+    from prometheus_client import generate_latest
+    assert (f'mediation_reporting_freshness_lag_seconds{{schema="{settings.schema}"}} 3600.0'
+            in generate_latest().decode())
+
+    # the published release is recomputed only when events were applied since the last one
+    assert await publish.publish_if_stale(svc.pool, 11) is True
+    assert await publish.publish_if_stale(svc.pool, 11) is False
 
     # the same events again (inbox) and the same facts under new event ids (upserts)
     await send(settings, story.items)

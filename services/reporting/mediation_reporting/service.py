@@ -125,21 +125,33 @@ def build(settings: Settings, *, threshold: int | None = None,
 
     svc.on_startup.append(on_start)
 
+    stopping = asyncio.Event()
+
+    async def pause(seconds: float) -> bool:
+        """Sleep, or return True at once when the service stops."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=seconds)
+        return stopping.is_set()
+
     async def freshness_loop(s: Service) -> None:
         while True:
             with contextlib.suppress(Exception):
                 await update_freshness_gauge(s, clock)
-            await asyncio.sleep(5)
+            if await pause(5):
+                return
 
     async def publish_loop(s: Service) -> None:
-        while every > 0:
-            await asyncio.sleep(every)
+        while every > 0 and not await pause(every):
             try:
                 assert s.pool is not None
                 await publish.publish_if_stale(s.pool, svc.secrecy_threshold)  # type: ignore[attr-defined]
             except Exception as exc:  # keep the service up; the next round retries
                 log.warning("publication failed", extra={"fields": {"exc_type": type(exc).__name__}})
 
+    async def on_stop(s: Service) -> None:
+        stopping.set()
+
+    svc.on_stop.append(on_stop)
     svc.background.append(freshness_loop)
     svc.background.append(publish_loop)
 
