@@ -46,22 +46,19 @@ NEWEST_EVENT = Gauge("mediation_reporting_newest_event_timestamp_seconds",
                      ["schema"])
 
 
-def _models(names: list[str]) -> list[type[Payload]]:
-    reg = registry()
-    return [reg[k] for k in sorted(reg) if k[0] in names]
+def _module_models(module: str, exclude: tuple[str, ...] = ()) -> list[type[Payload]]:
+    """Every registered model of a schema module (new event types join automatically)."""
+    return [m for (_t, _v), m in sorted(registry().items())
+            if m.__module__ == module and m.event_type not in exclude]
 
 
 CHANNELS = {
     "consumes": {
         "referrals_intake": [rf.ReferralAccepted, rf.ReferralRejected],
         "routing_decisions": [rf.ReferralRouted, rf.ReferralUnroutable],
-        "cases": [cs.CaseOpened, cs.FirstContactMade, cs.ActionRecorded, cs.CaseReassigned,
-                  cs.CaseClosed, cs.CaseReopened, cs.ReferralStatusChanged,
-                  *_models(["CaseReferralUpdated", "FirstContactOverdue",
-                            "CaseInactivityFlagged", "CollectiveActionRecorded"])],
+        "cases": _module_models("mediation_schemas.cases", exclude=("DysfunctionReported",)),
         "dysfunctions": [cs.DysfunctionReported],
-        "alerts": [al.AlertDispatched, al.AlertDeliveryFailed, al.AlertAcknowledged,
-                   al.AlertEscalated],
+        "alerts": _module_models("mediation_schemas.alerts", exclude=("AlertOutbound",)),
         "referrals_answers": [rf.ReferralRejected, cs.ReferralStatusChanged],
     },
     "emits": {},
