@@ -153,6 +153,7 @@ def build(ns: str = "s") -> Story:
            (c4, action(c4, "E1", "interview", t(3, 20, 9)), t(3, 20, 9)),
            (c4, action(c4, "E2", "information", t(3, 20, 10)), t(3, 20, 10)),
            (c4, action(c4, "E3", "accompaniment", t(4, 1)), t(4, 1)),
+           (c4, action(c4, "E4", "accompaniment", t(4, 3), outcome="person_absent"), t(4, 3)),
            (c4, cs.CaseClosed(case=c4, reason=ClosureReason.autonomous, closed_at=t(4, 9)), t(4, 9)),
            (c4, cs.CaseReopened(case=c4, reopened_at=t(4, 15)), t(4, 15))]
     # C5: R5, never reached: first contact overdue (escalation)

@@ -112,6 +112,9 @@ async def check_hand_computed(pool) -> None:
         "reunions_partenaires": 1,
     }
     assert {k: a[k] for k in expected} == expected
+    kinds = {x["type_action"]: x["actions"] for x in await pool.fetch(
+        f"SELECT * FROM v_actions_par_type WHERE {YEAR}")}
+    assert kinds["accompaniment"] == 3, "the one where the person was absent is still an action"
     vb = await one(pool, f"SELECT * FROM v_activite WHERE {YEAR} AND niveau = 'secteur' AND secteur = 'vb'")
     assert (vb["entretiens"], vb["personnes_rencontrees"], vb["reunions_partenaires"]) == (3, 3, 1)
     m2 = await one(pool, f"SELECT * FROM v_activite WHERE {YEAR} AND niveau = 'mediateur' AND mediateur = 'm2'")

@@ -35,7 +35,7 @@ VIEWS: dict[str, tuple[str, dict[str, str]]] = {
             "informations": "Informations individuelles données (droits, prévention, offre de soins)",
             "orientations": "Orientations vers un professionnel ou une structure",
             "rendez_vous": "Rendez-vous pris (consultations)",
-            "accompagnements_physiques": "Accompagnements physiques (consultation, guichet)",
+            "accompagnements_physiques": "Accompagnements physiques réalisés (consultation, guichet ; hors annulés ou personne absente)",
             "demarches_droits": "Démarches d'accès aux droits (PUMa, CSS, AME, complémentaire...)",
             "interpretariats": "Interprétariats réalisés",
             "seances_information": "Séances d'information / de sensibilisation (collectives)",

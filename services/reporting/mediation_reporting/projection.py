@@ -231,7 +231,7 @@ _ACTION = (
     "  coalesce(EXCLUDED.status, a.status), coalesce(EXCLUDED.lasting_care, a.lasting_care), "
     "  EXCLUDED.autonomy_phase, EXCLUDED.autonomy_score, EXCLUDED.channel, EXCLUDED.target) "
     "WHERE (EXCLUDED.occurred_at, $18::int) >= (a.occurred_at, "
-    "  CASE a.status WHEN 'opened' THEN 2 WHEN 'refused' THEN 2 WHEN 'filed' THEN 1 ELSE 0 END)")
+    "  CASE a.status WHEN 'opened' THEN 3 WHEN 'refused' THEN 3 WHEN 'filed' THEN 2 WHEN 'started' THEN 1 ELSE 0 END)")
 
 
 async def _case_ref(conn: asyncpg.Connection, ref: cs.CaseRef, at) -> None:

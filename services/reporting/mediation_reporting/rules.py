@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 
 # progress of a rights procedure: a later state wins over an earlier one at equal time
-_STATUS_RANK = {"filed": 1, "opened": 2, "refused": 2}
+_STATUS_RANK = {"started": 1, "filed": 2, "opened": 3, "refused": 3}
 
 
 def status_rank(status: str | None) -> int:

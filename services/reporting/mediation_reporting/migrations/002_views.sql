@@ -51,20 +51,20 @@ WHERE c.opened_at IS NOT NULL;
 CREATE OR REPLACE VIEW f_activite AS
 SELECT d.structure, d.secteur, d.mediateur, d.opened_at AS at, 'ouverture'::text AS kind,
        d.personne, d.origin IN ('outreach', 'permanence') AS rencontre,
-       0 AS participants, 0 AS professionnels
+       0 AS participants, 0 AS professionnels, NULL::text AS outcome
 FROM f_dossiers d
 UNION ALL
-SELECT d.structure, d.secteur, d.mediateur, d.first_contact_at, 'premier_contact', d.personne, true, 0, 0
+SELECT d.structure, d.secteur, d.mediateur, d.first_contact_at, 'premier_contact', d.personne, true, 0, 0, NULL
 FROM f_dossiers d WHERE d.first_contact_at IS NOT NULL
 UNION ALL
 SELECT coalesce(a.structure, '(non attribuée)'), coalesce(a.area, '(non précisé)'),
        coalesce(a.mediator_id, '(non précisé)'), a.occurred_at, a.kind,
-       coalesce(c.person_ref, a.case_id::text), a.kind <> 'contact_attempt', 0, 0
+       coalesce(c.person_ref, a.case_id::text), a.kind <> 'contact_attempt', 0, 0, a.outcome
 FROM case_actions a LEFT JOIN cases c ON c.case_id = a.case_id
 UNION ALL
 SELECT coalesce(x.structure, '(non attribuée)'), coalesce(x.area, '(non précisé)'),
        coalesce(x.recorded_by, '(non précisé)'), x.held_on, 'collectif:' || x.kind, NULL, false,
-       x.participants, x.professionals
+       x.participants, x.professionals, NULL
 FROM collective_actions x;
 
 CREATE OR REPLACE VIEW f_orientations AS
@@ -98,7 +98,8 @@ SELECT p.type_periode, p.periode, g.niveau, f.structure, g.secteur, g.mediateur,
        count(*) FILTER (WHERE f.kind = 'information') AS informations,
        count(*) FILTER (WHERE f.kind = 'orientation') AS orientations,
        count(*) FILTER (WHERE f.kind = 'appointment') AS rendez_vous,
-       count(*) FILTER (WHERE f.kind = 'accompaniment') AS accompagnements_physiques,
+       count(*) FILTER (WHERE f.kind = 'accompaniment'
+                          AND coalesce(f.outcome, 'done') NOT IN ('cancelled', 'person_absent')) AS accompagnements_physiques,
        count(*) FILTER (WHERE f.kind = 'rights_procedure') AS demarches_droits,
        count(*) FILTER (WHERE f.kind = 'interpreting') AS interpretariats,
        count(*) FILTER (WHERE f.kind = 'collectif:awareness_session') AS seances_information,
