@@ -113,7 +113,7 @@ async def referral_accepted(ctx: HandlerContext, p: rf.ReferralAccepted) -> None
 
 async def referral_rejected(ctx: HandlerContext, p: rf.ReferralRejected) -> None:
     key = rules.referral_key(p.referral_id, p.source_system, p.source_reference,
-                             ctx.envelope.event_id)
+                             ctx.envelope.correlation_id, ctx.envelope.event_id)
     at = ctx.envelope.occurred_at
     await run(
         ctx, _REFERRAL_UPSERT, key, p.referral_id, ctx.envelope.structure, p.source_system,

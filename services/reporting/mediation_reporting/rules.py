@@ -14,13 +14,17 @@ def status_rank(status: str | None) -> int:
 
 
 def referral_key(referral_id: uuid.UUID | None, source_system: str | None,
-                 source_reference: str | None, event_id: uuid.UUID) -> str:
-    """The row a referral is counted under: its id; else the sender's own reference (so a
-    rejection sent to two topics, or twice, is one referral); else the event itself."""
+                 source_reference: str | None, correlation_id: str | None,
+                 event_id: uuid.UUID) -> str:
+    """The row a referral is counted under: its id; else the sender's own reference; else
+    the correlation id (intake sends one rejection to two topics as two events of one
+    correlation); else the event itself. So one form is one referral however often seen."""
     if referral_id is not None:
         return str(referral_id)
     if source_system and source_reference:
         return f"src:{source_system}:{source_reference}"
+    if correlation_id:
+        return f"corr:{correlation_id}"
     return f"evt:{event_id}"
 
 
