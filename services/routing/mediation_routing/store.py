@@ -218,8 +218,10 @@ class RoutingStore:
             "routed" if d.routed else "unroutable", d.structure, d.area, d.mediator_id, place_code,
             _json(sig), _json(decision))
         if d.routed:
-            await conn.execute("UPDATE triage SET status = 'rerouted', updated_at = now() "
-                               "WHERE referral_id = $1 AND status = 'open'", referral.referral_id)
+            if previous is not None and previous["status"] == "unroutable":
+                await conn.execute("UPDATE triage SET status = 'rerouted', updated_at = now() "
+                                   "WHERE referral_id = $1 AND status = 'open'",
+                                   referral.referral_id)
         else:
             cands = [c.model_dump(mode="json") for c in payload.candidates]  # type: ignore[attr-defined]
             await conn.execute(
