@@ -22,7 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from mediation_core import db
 from mediation_core.settings import from_env
-from mediation_reporting import setup
+from mediation_reporting import publish, setup
 from mediation_reporting.replay import replay
 from mediation_reporting.service import build
 from mediation_schemas import cases as cs
@@ -279,6 +279,32 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
                                      f"(5 structures; data generated in {gen:.1f} s)"})
         finally:
             await pool.execute(f"DROP SCHEMA {qschema} CASCADE")
+            await pool.close()
+        # ---------------------------------------------------------------- publication
+        pschema = f"reporting_benchp_{tag}"
+        mp = max(int(10000 * scale), 500)
+        pool = await db.create_pool(urls.database_url, pschema, application="bench-reporting")
+        try:
+            await db.migrate(pool, pschema, setup.MIGRATIONS)
+            async with pool.acquire() as conn:
+                for stmt in GENERATE.strip().split(";\n"):
+                    if stmt.strip():
+                        await conn.execute(stmt.replace("$1", str(mp)))
+            t0 = time.perf_counter()
+            async with pool.acquire() as conn:
+                for view, _spec in publish.SPECS.values():
+                    await conn.fetch(f"SELECT * FROM {view} WHERE niveau <> 'mediateur'")
+            read_only = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            masked = await publish.publish(pool, 11)
+            pub = time.perf_counter() - t0
+            rows.append({"name": f"statistical release (all masked views), {mp} cases", "value": pub,
+                         "unit": "s", "baseline": read_only, "ratio": pub / read_only,
+                         "note": f"{len(masked)} views, every period and level, "
+                                 f"{sum(masked.values())} masked cells; baseline: reading the "
+                                 "same raw views without masking or writing"})
+        finally:
+            await pool.execute(f"DROP SCHEMA {pschema} CASCADE")
             await pool.close()
     finally:
         for s in (settings.schema,):

@@ -111,7 +111,7 @@ def build(settings: Settings, *, threshold: int | None = None,
     svc = Service(settings, migrations=setup.MIGRATIONS, title="mediation reporting")
     svc.secrecy_threshold = threshold if threshold is not None else threshold_from_env()  # type: ignore[attr-defined]
     every = publish_every if publish_every is not None else float(
-        os.environ.get("MEDIATION_REPORTING_PUBLISH_SECONDS", "60"))
+        os.environ.get("MEDIATION_REPORTING_PUBLISH_SECONDS", "3600"))
     topics = [getattr(settings.topics, name) for name in SOURCES]
     svc.consumer("projections", topics, lambda c: register_handlers(c, settings))
 

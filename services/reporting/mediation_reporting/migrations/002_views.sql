@@ -29,6 +29,22 @@ FROM generate_series(date '2000-01-01', date '2100-12-01', interval '1 month') A
      (VALUES ('mois', 'YYYY-MM'), ('trimestre', 'YYYY-"T"Q'), ('annee', 'YYYY')) AS v(t, f)
 ON CONFLICT DO NOTHING;
 
+-- Each period with its bounds (UTC instants of local midnights), for "active during".
+CREATE TABLE IF NOT EXISTS periodes (
+    type_periode text NOT NULL,
+    periode      text NOT NULL,
+    debut        timestamptz NOT NULL,
+    fin          timestamptz NOT NULL,
+    PRIMARY KEY (type_periode, periode)
+);
+CREATE INDEX IF NOT EXISTS periodes_debut ON periodes (debut);
+INSERT INTO periodes (type_periode, periode, debut, fin)
+SELECT type_periode, periode,
+       min(mois)::timestamp AT TIME ZONE 'Europe/Paris',
+       (max(mois) + interval '1 month')::timestamp AT TIME ZONE 'Europe/Paris'
+FROM calendrier GROUP BY type_periode, periode
+ON CONFLICT DO NOTHING;
+
 -- ---------------------------------------------------------------- facts (helper views)
 
 CREATE OR REPLACE VIEW f_dossiers AS
@@ -233,15 +249,13 @@ GROUP BY g.niveau, d.structure, g.secteur, g.mediateur;
 
 CREATE OR REPLACE VIEW v_file_active_periode AS
 SELECT p.type_periode, p.periode, g.niveau, d.structure, g.secteur, g.mediateur,
-       count(DISTINCT d.case_id) AS dossiers_actifs,
+       count(*) AS dossiers_actifs,  -- a case meets a period (and a level) once
        count(DISTINCT d.personne) AS personnes_file_active
-FROM f_dossiers d
-CROSS JOIN LATERAL generate_series(date_trunc('month', d.opened_at AT TIME ZONE 'Europe/Paris'),
-                                   date_trunc('month', coalesce(d.cloture_at, now()) AT TIME ZONE 'Europe/Paris'),
-                                   interval '1 month') AS m(mois)
-JOIN calendrier p ON p.mois = m.mois::date
+FROM periodes p
+JOIN f_dossiers d ON d.opened_at < p.fin AND (d.cloture_at IS NULL OR d.cloture_at >= p.debut)
 CROSS JOIN LATERAL (VALUES ('structure', NULL::text, NULL::text), ('secteur', d.secteur, NULL),
                                   ('mediateur', d.secteur, d.mediateur)) AS g(niveau, secteur, mediateur)
+WHERE p.debut <= now() AND p.fin > (SELECT min(c.opened_at) FROM cases c)
 GROUP BY p.type_periode, p.periode, g.niveau, d.structure, g.secteur, g.mediateur;
 
 CREATE OR REPLACE VIEW v_delais AS
