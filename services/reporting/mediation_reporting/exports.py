@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+from mediation_core import db
 
 from . import catalog
 
@@ -29,7 +30,7 @@ async def fetch_view(conn: asyncpg.Connection, view: str, *, structure: str | No
     check_view(view)
     async with conn.transaction():
         if role:
-            await conn.execute(f"SET LOCAL ROLE {role}")
+            await conn.execute(f"SET LOCAL ROLE {db.check_ident(role)}")
         stmt = await conn.prepare(f"SELECT * FROM {view}"
                                   + (" WHERE structure = $1" if structure else ""))
         cols = [a.name for a in stmt.get_attributes()]

@@ -83,44 +83,56 @@ async def publish(pool: asyncpg.Pool, threshold: int = DEFAULT_THRESHOLD,
                   now: datetime | None = None) -> dict[str, int]:
     """Recompute every published table in one transaction. Returns masked cells per table."""
     now = now or datetime.now(UTC)
-    result: dict[str, int] = {}
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-        seen = await events_applied(conn)
-        raw: dict[str, tuple[list[str], list[dict]]] = {}
-        for name, (view, _spec) in SPECS.items():
-            cols = [r["attname"] for r in await conn.fetch(
-                "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attnum", view)]
-            where = " WHERE niveau <> 'mediateur'" if "niveau" in cols else ""
-            rows = [dict(r) for r in await conn.fetch(f"SELECT * FROM {view}{where}")]
-            rows.sort(key=_sort_key)
-            raw[name] = (cols, rows)
-        masked_all = apply_many({n: (raw[n][1], SPECS[n][1]) for n in SPECS}, threshold, LINKS)
-        leaks = revealing_links(masked_all, LINKS)
-        for name, (_view, spec) in SPECS.items():
-            leaks += single_masked_constraints(masked_all[name], spec)
-        if leaks:  # the algorithm guarantees none; refuse to publish if it ever did
-            raise RuntimeError(f"{len(leaks)} constraints would reveal a masked cell")
-        for name in SPECS:
-            cols, _rows = raw[name]
-            masked = masked_all[name]
-            for r in masked:
-                r["publie_le"] = now
-            await conn.execute(f"DELETE FROM {name}_data")
-            out_cols = cols + ["cellules_masquees", "publie_le"]
-            await conn.copy_records_to_table(
-                f"{name}_data", records=[tuple(r[c] for c in out_cols) for r in masked],
-                columns=out_cols)
-            n = sum(len(r["cellules_masquees"]) for r in masked)
-            result[name] = n
-            await conn.execute(
-                "INSERT INTO publications (name, published_at, events_seen, threshold, masked_cells) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET "
-                "published_at = EXCLUDED.published_at, events_seen = EXCLUDED.events_seen, "
-                "threshold = EXCLUDED.threshold, masked_cells = EXCLUDED.masked_cells",
-                name, now, seen, threshold, n)
+    async with pool.acquire() as conn:
+        # one release at a time per schema (several instances may run the loop); the lock is
+        # taken before the transaction so the release's snapshot is taken after the wait
+        await conn.execute("SELECT pg_advisory_lock(hashtext(current_schema() || '.publish'))")
+        try:
+            async with conn.transaction(isolation="repeatable_read"):
+                result = await _release(conn, threshold, now)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext(current_schema() || '.publish'))")
     log.info("indicators published", extra={"fields": {"tables": len(result),
                                                         "masked_cells": sum(result.values())}})
+    return result
+
+
+async def _release(conn: asyncpg.Connection, threshold: int, now: datetime) -> dict[str, int]:
+    result: dict[str, int] = {}
+    seen = await events_applied(conn)
+    raw: dict[str, tuple[list[str], list[dict]]] = {}
+    for name, (view, _spec) in SPECS.items():
+        cols = [r["attname"] for r in await conn.fetch(
+            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum", view)]
+        where = " WHERE niveau <> 'mediateur'" if "niveau" in cols else ""
+        rows = [dict(r) for r in await conn.fetch(f"SELECT * FROM {view}{where}")]
+        rows.sort(key=_sort_key)
+        raw[name] = (cols, rows)
+    masked_all = apply_many({n: (raw[n][1], SPECS[n][1]) for n in SPECS}, threshold, LINKS)
+    leaks = revealing_links(masked_all, LINKS)
+    for name, (_view, spec) in SPECS.items():
+        leaks += single_masked_constraints(masked_all[name], spec)
+    if leaks:  # the algorithm guarantees none; refuse to publish if it ever did
+        raise RuntimeError(f"{len(leaks)} constraints would reveal a masked cell")
+    for name in SPECS:
+        cols, _rows = raw[name]
+        masked = masked_all[name]
+        for r in masked:
+            r["publie_le"] = now
+        await conn.execute(f"DELETE FROM {name}_data")
+        out_cols = cols + ["cellules_masquees", "publie_le"]
+        await conn.copy_records_to_table(
+            f"{name}_data", records=[tuple(r[c] for c in out_cols) for r in masked],
+            columns=out_cols)
+        n = sum(len(r["cellules_masquees"]) for r in masked)
+        result[name] = n
+        await conn.execute(
+            "INSERT INTO publications (name, published_at, events_seen, threshold, masked_cells) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET "
+            "published_at = EXCLUDED.published_at, events_seen = EXCLUDED.events_seen, "
+            "threshold = EXCLUDED.threshold, masked_cells = EXCLUDED.masked_cells",
+            name, now, seen, threshold, n)
     return result
 
 
