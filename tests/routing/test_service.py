@@ -273,3 +273,39 @@ async def test_territory_change_reroutes_open_referrals_only(routing, client):
     assert dlq[0]["reason_code"] == "invalid_territory"
     assert "mediators[0].area" in dlq[0]["reason"]
     assert await routing.pool.fetchval("SELECT max(version) FROM territory_versions") == 2
+
+
+async def test_leave_windows_fall_back_then_reach_the_coordinator(routing, client):
+    doc = (await client.get("/territory/cpts-ecm", headers=_auth())).json()["territory"]
+    for m in doc["mediators"]:
+        m["leaves"] = ([{"from": "2026-03-01", "to": "2026-03-31"}] if m["id"] == M1 else
+                       [{"from": "2026-03-20", "to": "2026-03-31"}])
+    pub = await client.post("/territory/cpts-ecm/versions", headers=_auth(), json={
+        "effective_from": "2026-02-01", "territory": doc, "reason": "congés de printemps"})
+    assert pub.status_code == 202
+    await eventually(lambda: routing.pool.fetchval(
+        "SELECT max(version) = 2 FROM territory_versions WHERE structure = 'cpts-ecm'"),
+        timeout=60, what="version 2 applied")
+    covered = core("Lasalle", on=date(2026, 3, 10))   # M1 away, M2 present
+    nobody = core("Lasalle", on=date(2026, 3, 25))    # both away
+    await send(routing, covered)
+    await send(routing, nobody)
+    ev = by_referral(await decisions(routing, 2))
+    a = ev[str(covered.referral_id)][0]["payload"]
+    assert (a["area"], a["mediator_id"]) == (SJ, M2)
+    assert a["decision"]["assignment_reason"] == "mediator_absent"
+    assert a["decision"]["assigned_by"] == "structure_fallback"
+    assert a["decision"]["territory_version"] == 2
+    b = ev[str(nobody.referral_id)][0]
+    assert b["type"] == "ReferralUnroutable"
+    assert (b["payload"]["reason_code"], b["payload"]["reason_detail"]) == ("no_mediator",
+                                                                            "mediator_absent")
+    assert (b["payload"]["structure"], b["payload"]["area"]) == ("cpts-ecm", SJ)
+    items = (await client.get("/triage", headers=_auth())).json()["items"]
+    entry = next(i for i in items if i["referral_id"] == str(nobody.referral_id))
+    assert entry["reason_code"] == "no_mediator" and entry["area"] == SJ
+    # the coordinator decides by hand, naming the mediator
+    ok = await client.post(f"/triage/{nobody.referral_id}/resolve", headers=_auth(),
+                           json={"area": SJ, "mediator_id": M1, "place_code": "30140"})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["place"]["name"] == "Lasalle" and ok.json()["decision"]["manual"] is True
