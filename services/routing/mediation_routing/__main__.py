@@ -1,0 +1,3 @@
+from mediation_core.cli import main
+
+raise SystemExit(main(["serve", "routing"]))
