@@ -96,6 +96,10 @@ def build(ns: str = "s") -> Story:
             st.add("routing_decisions", core.referral_id, rf.ReferralUnroutable(
                 referral=core, reason_code="outside_territory", reason="Commune hors territoire",
                 structure=S), received.replace(hour=9))
+    # an invalid correction of R1, refused: R1 stays accepted and counts once
+    st.add("referrals_intake", cores["R1"].referral_id, rf.ReferralRejected(
+        referral_id=cores["R1"].referral_id, source_system="sys-msp", source_reference="ref-R1",
+        problems=[Problem(field="person.phone", code="invalid_format", message="invalide")]), t(3, 20))
     # two rejections; J1 has no id and is sent on two topics (two events, one referral)
     j1 = rf.ReferralRejected(source_system="sys-a", source_reference="ref-9",
                              problems=[Problem(field="person.birth_date", code="missing", message="manquant")])

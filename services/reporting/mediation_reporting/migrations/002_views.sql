@@ -91,8 +91,9 @@ SELECT r.referral_key,
        coalesce(r.referrer_kind, '(non précisé)') AS source,
        coalesce(r.source_system, '(non précisé)') AS systeme_source,
        r.received_at,
-       CASE WHEN (r.accepted_at IS NOT NULL OR r.routing_status IS NOT NULL)
-                 AND (r.rejected_at IS NULL OR coalesce(r.accepted_at, r.routing_at) >= r.rejected_at)
+       -- a form accepted once stays accepted (a later invalid correction is refused alone);
+       -- a form refused then corrected and accepted counts as accepted
+       CASE WHEN r.accepted_at IS NOT NULL OR r.routing_status IS NOT NULL
             THEN 'acceptee' ELSE 'refusee' END AS decision,
        r.routing_status, r.motives
 FROM referrals r
