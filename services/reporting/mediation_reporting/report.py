@@ -179,7 +179,9 @@ async def build_report(conn: asyncpg.Connection, structure: str, year: int,
     rep.tables.append(Table("Fiches d'orientation par type d'orientateur",
                             ["Source", "Reçues", "Acceptées", "Refusées"],
                             [[o["source"], val(o, "recues"), val(o, "acceptees"), val(o, "refusees")]
-                             for o in ori]))
+                             for o in ori],
+                            note="Les fiches refusées à l'accueil dont la structure n'est pas "
+                                 "identifiable sont comptées sous « (non attribuée) »."))
 
     # motives
     mot = await _rows(conn, "pub_motifs", struct_year + " AND niveau = 'structure'", structure, y)
