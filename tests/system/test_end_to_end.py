@@ -111,7 +111,7 @@ async def test_a_batch_of_every_kind_gives_the_expected_outcomes(system):
                             json={"category": "care_refusal", "urgency": "urgent",
                                   "concerned": "un cabinet dentaire de la commune",
                                   "description": "Refus de rendez-vous opposé aux bénéficiaires de la CSS.",
-                                  "observed_on": "2026-11-20",
+                                  "observed_on": "2026-11-20T10:00:00+01:00",
                                   "person_consents_to_be_named": False})
         assert r.status_code in (200, 201, 202), r.text
 
