@@ -15,7 +15,6 @@ import uuid
 
 import asyncpg
 import pytest
-
 from mediation_core import stack
 from mediation_core.settings import Settings, from_env
 from mediation_schemas.topics import Topics

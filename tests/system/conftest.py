@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
-
 from mediation_core.system import SERVICES, ServiceProcesses
 from mediation_schemas.topics import Topics
 

@@ -268,15 +268,16 @@ class EventConsumer:
                 "ON CONFLICT DO NOTHING RETURNING event_id",
                 self.name, [d[3] for d in decoded])}
             seen: set[str] = set()
-            for rec, env, err, dedup_id in decoded:
+            for rec, maybe_env, derr, dedup_id in decoded:
                 if dedup_id not in new_ids or dedup_id in seen:
                     stats.duplicates += 1
                     continue
                 seen.add(dedup_id)
-                if err is not None:
-                    dead.append(DeadLetter(err.code, err.detail, rec))
+                if derr is not None or maybe_env is None:
+                    assert derr is not None
+                    dead.append(DeadLetter(derr.code, derr.detail, rec))
                     continue
-                assert env is not None
+                env = maybe_env
                 outcome = await self._dispatch(conn, rec, env, dead, emitted, isolate)
                 if outcome == "processed":
                     stats.processed += 1

@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
-
 from mediation_schemas.envelope import Envelope, encode
 from mediation_schemas.topics import topics_from_env
 
@@ -180,7 +179,7 @@ def run_demo(env: dict[str, str], duration: float = 60.0, rate: float = 20.0) ->
           flush=True)
     asyncio.run(publish_forms(env["KAFKA_BOOTSTRAP_SERVERS"], items, rate=rate))
     try:
-        from . import demo_activity
+        from . import demo_activity  # type: ignore[attr-defined]
     except ImportError:
         return
     asyncio.run(demo_activity.simulate(env))

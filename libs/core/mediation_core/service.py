@@ -126,7 +126,7 @@ class Service:
         for c in self.consumers:
             self._tasks.append(asyncio.create_task(c.run(), name=c.name))
         for bg in self.background:
-            self._tasks.append(asyncio.create_task(bg(self), name=f"{self.name}-bg"))
+            self._tasks.append(asyncio.ensure_future(bg(self)))
         if http and s.http_port:
             self._tasks.append(asyncio.create_task(self._serve_http(), name=f"{self.name}-http"))
         self._ready = True
@@ -140,7 +140,7 @@ class Service:
                                 port=self.settings.http_port, log_config=None,
                                 access_log=False, lifespan="off")
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
         await server.serve()
 
     async def wait_ready(self, timeout: float = 60) -> None:

@@ -5,8 +5,8 @@ from . import (  # noqa: F401  (registers the event models)
     cases,
     received,  # noqa: F401  (the public ReferralReceived contract)
     referrals,
+    territory,  # noqa: F401  (TerritoryChanged, consumed by routing)
 )
-from . import territory  # noqa: F401  (TerritoryChanged, consumed by routing)
 from .envelope import (
     DecodeError,
     Envelope,
