@@ -139,6 +139,8 @@ def build(ns: str = "s") -> Story:
            (c2, action(c2, "B1", "contact_attempt", t(3, 5)), t(3, 5)),
            (c2, cs.FirstContactMade(case=c2, channel="home_visit", contacted_at=t(3, 7), attempts=2), t(3, 7)),
            (c2, action(c2, "B2", "interview", t(3, 7, 9)), t(3, 7, 9)),
+           # a second "first contact" recorded later (another channel): the first one stands
+           (c2, cs.FirstContactMade(case=c2, channel="phone", contacted_at=t(3, 9), attempts=3), t(3, 9)),
            (c2, action(c2, "B3", "accompaniment", t(3, 20), target="hospital"), t(3, 20)),
            (c2, action(c2, "B4", "rights_procedure", t(3, 25), right="css", status="opened"), t(3, 25))]
     # C3: R3, told backwards (closure first): first contact after 1 day, closed 20 days later

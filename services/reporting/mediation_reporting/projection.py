@@ -57,9 +57,9 @@ INSERT INTO referrals AS r (referral_key, referral_id, env_structure, source_sys
     referrer_profession, received_at, accepted_at, rejected_at, revision, motives, urgency)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (referral_key) DO UPDATE SET
-    referral_id = coalesce(r.referral_id, EXCLUDED.referral_id),
-    env_structure = coalesce(r.env_structure, EXCLUDED.env_structure),
-    source_system = coalesce(r.source_system, EXCLUDED.source_system),
+    referral_id = greatest(r.referral_id, EXCLUDED.referral_id),
+    env_structure = greatest(r.env_structure, EXCLUDED.env_structure),
+    source_system = greatest(r.source_system, EXCLUDED.source_system),
     referrer_kind = CASE WHEN EXCLUDED.revision >= r.revision AND EXCLUDED.referrer_kind IS NOT NULL
                          THEN EXCLUDED.referrer_kind ELSE coalesce(r.referrer_kind, EXCLUDED.referrer_kind) END,
     referrer_profession = CASE WHEN EXCLUDED.revision >= r.revision AND EXCLUDED.referrer_profession IS NOT NULL
@@ -80,11 +80,13 @@ INSERT INTO referrals AS r (referral_key, referral_id, env_structure, source_sys
     routing_at, routing_status, structure, area, mediator_id, unroutable_reason)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (referral_key) DO UPDATE SET
-    referral_id = coalesce(r.referral_id, EXCLUDED.referral_id),
-    env_structure = coalesce(r.env_structure, EXCLUDED.env_structure),
-    source_system = coalesce(r.source_system, EXCLUDED.source_system),
-    referrer_kind = coalesce(r.referrer_kind, EXCLUDED.referrer_kind),
-    referrer_profession = coalesce(r.referrer_profession, EXCLUDED.referrer_profession),
+    referral_id = greatest(r.referral_id, EXCLUDED.referral_id),
+    env_structure = greatest(r.env_structure, EXCLUDED.env_structure),
+    source_system = greatest(r.source_system, EXCLUDED.source_system),
+    referrer_kind = CASE WHEN EXCLUDED.revision > r.revision THEN EXCLUDED.referrer_kind
+                         ELSE coalesce(r.referrer_kind, EXCLUDED.referrer_kind) END,
+    referrer_profession = CASE WHEN EXCLUDED.revision > r.revision THEN EXCLUDED.referrer_profession
+                               ELSE coalesce(r.referrer_profession, EXCLUDED.referrer_profession) END,
     received_at = least(r.received_at, EXCLUDED.received_at),
     motives = CASE WHEN EXCLUDED.revision > r.revision THEN EXCLUDED.motives ELSE coalesce(r.motives, EXCLUDED.motives) END,
     urgency = CASE WHEN EXCLUDED.revision > r.revision THEN EXCLUDED.urgency ELSE coalesce(r.urgency, EXCLUDED.urgency) END,
@@ -150,15 +152,17 @@ async def referral_status_changed(ctx: HandlerContext, p: cs.ReferralStatusChang
 
 # the case ref every case event carries: latest business time wins (a reassignment moves
 # the case; an older event arriving late does not move it back)
+_NEWER = ("(EXCLUDED.assigned_at, EXCLUDED.structure, EXCLUDED.area, EXCLUDED.mediator_id) "
+          ">= (c.assigned_at, c.structure, c.area, c.mediator_id)")  # ties broken by value
 _REF_SET = """
-    structure = CASE WHEN c.assigned_at IS NULL OR EXCLUDED.assigned_at >= c.assigned_at
+    structure = CASE WHEN c.assigned_at IS NULL OR {newer}
                      THEN EXCLUDED.structure ELSE c.structure END,
-    area = CASE WHEN c.assigned_at IS NULL OR EXCLUDED.assigned_at >= c.assigned_at
+    area = CASE WHEN c.assigned_at IS NULL OR {newer}
                 THEN EXCLUDED.area ELSE c.area END,
-    mediator_id = CASE WHEN c.assigned_at IS NULL OR EXCLUDED.assigned_at >= c.assigned_at
+    mediator_id = CASE WHEN c.assigned_at IS NULL OR {newer}
                        THEN EXCLUDED.mediator_id ELSE c.mediator_id END,
     assigned_at = greatest(c.assigned_at, EXCLUDED.assigned_at),
-    last_activity_at = greatest(c.last_activity_at, EXCLUDED.last_activity_at)"""
+    last_activity_at = greatest(c.last_activity_at, EXCLUDED.last_activity_at)""".replace("{newer}", _NEWER)
 
 
 def case_upsert(extra: list[tuple[str, str]] = ()) -> str:  # type: ignore[assignment]
@@ -180,15 +184,18 @@ def _ref_args(ref: cs.CaseRef, at) -> tuple:
 
 _CASE_REF = case_upsert()
 
+# a referral joining the person's open case sends CaseOpened again (attached_to_existing):
+# it never overrides what the case's own opening said, whatever the arrival order
+_OWN = "CASE WHEN EXCLUDED.attached_to_existing THEN coalesce(c.{col}, EXCLUDED.{col}) ELSE coalesce(EXCLUDED.{col}, c.{col}) END"
 _CASE_OPENED = case_upsert([
-    ("origin", "EXCLUDED.origin"),
-    ("referral_id", "coalesce(c.referral_id, EXCLUDED.referral_id)"),
+    ("origin", _OWN.format(col="origin")),
+    ("referral_id", _OWN.format(col="referral_id")),
     ("referral_received_at", "least(c.referral_received_at, EXCLUDED.referral_received_at)"),
-    ("source_system", "coalesce(c.source_system, EXCLUDED.source_system)"),
-    ("person_ref", "coalesce(c.person_ref, EXCLUDED.person_ref)"),
-    ("motives", "CASE WHEN c.motives_revision = 0 THEN EXCLUDED.motives ELSE c.motives END"),
-    ("urgency", "CASE WHEN c.motives_revision = 0 THEN EXCLUDED.urgency ELSE c.urgency END"),
-    ("attached_to_existing", "EXCLUDED.attached_to_existing"),
+    ("source_system", _OWN.format(col="source_system")),
+    ("person_ref", _OWN.format(col="person_ref")),
+    ("motives", "CASE WHEN c.motives_revision > 0 THEN c.motives ELSE " + _OWN.format(col="motives") + " END"),
+    ("urgency", "CASE WHEN c.motives_revision > 0 THEN c.urgency ELSE " + _OWN.format(col="urgency") + " END"),
+    ("attached_to_existing", "c.attached_to_existing OR EXCLUDED.attached_to_existing"),
     ("opened_at", "least(c.opened_at, EXCLUDED.opened_at)"),
 ])
 
@@ -340,7 +347,8 @@ def _alert_args(ref: al.AlertRef) -> tuple:
 _ALERT_REF = ("INSERT INTO alerts (alert_id, dysfunction_id, structure, authority_id, category) "
               "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alert_id) DO NOTHING")
 _DISPATCHED = _alert_upsert([
-    ("channel", "coalesce(a.channel, EXCLUDED.channel)"),
+    ("channel", "CASE WHEN a.first_dispatched_at IS NULL OR (EXCLUDED.first_dispatched_at, EXCLUDED.channel) "
+                "< (a.first_dispatched_at, a.channel) THEN EXCLUDED.channel ELSE a.channel END"),
     ("first_dispatched_at", "least(a.first_dispatched_at, EXCLUDED.first_dispatched_at)"),
     ("last_dispatched_at", "greatest(a.last_dispatched_at, EXCLUDED.last_dispatched_at)"),
     ("dispatch_attempts", "greatest(a.dispatch_attempts, EXCLUDED.dispatch_attempts)")])
