@@ -74,7 +74,10 @@ def handler_for(model: type[Payload]) -> Callable[[HandlerContext, Payload], Awa
     field = model.model_fields.get("case")
     if field is not None and field.annotation is cs.CaseRef:
         return projection.case_notice
-    ann = typing.get_type_hints(model).get("alert")
+    try:
+        ann = typing.get_type_hints(model).get("alert")
+    except Exception:  # a model with unresolvable annotations: count it, nothing more
+        ann = None
     if ann is al.AlertRef:
         async def alert_other(ctx: HandlerContext, p: Payload) -> None:
             await projection._alert_ref(ctx.conn, p.alert)  # type: ignore[attr-defined]

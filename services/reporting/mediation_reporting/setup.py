@@ -10,6 +10,7 @@ Names derive from the schema so test schemas never collide; creation is idempote
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from mediation_core import db
 from . import catalog
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def role_names(schema: str) -> tuple[str, str]:
@@ -75,8 +77,16 @@ async def apply(conn: asyncpg.Connection, schema: str, role_schema: str | None =
                 if c in labels:
                     await conn.execute(f"COMMENT ON COLUMN {schema}.{v}.{c} IS {_lit(labels[c])}")
     # roles are cluster-wide: outside the transaction, idempotent
-    await _ensure_role(conn, coord)
-    await _ensure_role(conn, public)
+    try:
+        await _ensure_role(conn, coord)
+        await _ensure_role(conn, public)
+    except asyncpg.InsufficientPrivilegeError:
+        # a database user without CREATEROLE: the DBA creates them (see README)
+        log.warning("cannot create the reporting roles; create them as NOLOGIN roles",
+                    extra={"fields": {"roles": [coord, public]}})
+        if not all([await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", r)
+                    for r in (coord, public)]):
+            return
     async with conn.transaction():
         await conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM PUBLIC, {coord}, {public}")
         await conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {coord}, {public}")
