@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import typing
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -74,11 +73,8 @@ def handler_for(model: type[Payload]) -> Callable[[HandlerContext, Payload], Awa
     field = model.model_fields.get("case")
     if field is not None and field.annotation is cs.CaseRef:
         return projection.case_notice
-    try:
-        ann = typing.get_type_hints(model).get("alert")
-    except Exception:  # a model with unresolvable annotations: count it, nothing more
-        ann = None
-    if ann is al.AlertRef:
+    alert = model.model_fields.get("alert")
+    if alert is not None and alert.annotation is al.AlertRef:
         async def alert_other(ctx: HandlerContext, p: Payload) -> None:
             await projection._alert_ref(ctx.conn, p.alert)  # type: ignore[attr-defined]
             await projection.unprojected(ctx, p)
