@@ -60,3 +60,39 @@ async def test_any_order_gives_the_same_indicators(settings_for):
         orders.append(order)
     for order in orders:
         assert await _apply(settings, items, order) == reference
+
+
+async def test_a_poison_event_in_a_replayed_batch_is_dead_lettered_alone(settings_for):
+    """The batched replay falls back to the consumer's per-event path when a statement
+    fails: the bad event becomes a dead letter, the rest of the batch is applied."""
+    from datetime import UTC, datetime
+
+    from mediation_schemas import cases as cs
+    from mediation_schemas.envelope import new_envelope
+
+    settings = settings_for("reporting")
+    items = scenario.build().items[:10]
+    poison = new_envelope(cs.CollectiveActionRecorded(
+        collective_action_id=uuid.uuid4(), structure="s", kind="workshop", axis=3, theme="t",
+        held_on=datetime(2026, 4, 1, tzinfo=UTC),
+        attendance=cs.Attendance(participants=2**40), recorded_by="m", recorded_at=datetime(2026, 4, 1, tzinfo=UTC)),
+        producer="test", correlation_id="p")
+    batch = items[:5] + [("cases", "k", poison)] + items[5:]
+    schema = f"{settings.schema}_p"
+    pool = await db.create_pool(settings.database_url, schema, application="test")
+    try:
+        await db.migrate(pool, schema, setup.MIGRATIONS)
+        c = EventConsumer(name="reporting.projections", service="reporting", pool=pool,
+                          outbox=Outbox("reporting"), bootstrap=settings.kafka_bootstrap,
+                          group_id="x", topics=[], dlq_topic="dlq", dlq_key=b"\0" * 32)
+        register_handlers(c, settings)
+        recs = [SimpleNamespace(topic=getattr(settings.topics, t), partition=0, offset=i,
+                                key=k.encode(), value=encode(e), headers=[], timestamp=0)
+                for i, (t, k, e) in enumerate(batch)]
+        await apply_batch(pool, c, recs)
+        assert c.stats.dead_lettered == 1 and c.stats.processed == 10
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'dlq'") == 1
+        assert await pool.fetchval("SELECT sum(events) FROM freshness") == 10
+    finally:
+        await pool.execute(f"DROP SCHEMA {schema} CASCADE")
+        await pool.close()
