@@ -73,8 +73,7 @@ async def replay(settings: Settings, *, batch_size: int = 2000, keep_old: bool =
     if not force and await group_has_members(settings.kafka_bootstrap, group):
         raise ReplayRefused(f"consumer group {group} has active members: stop the reporting "
                             "service before replaying (or pass --force)")
-    new = db.check_ident(f"{schema}_rb_{uuid.uuid4().hex[:6]}"[-63:] if len(schema) > 54
-                         else f"{schema}_rb_{uuid.uuid4().hex[:6]}")
+    new = db.check_ident(f"{schema[:50]}_rb_{uuid.uuid4().hex[:6]}")
     pool = await db.create_pool(settings.database_url, new, application="reporting-replay")
     records_total = 0
     try:
@@ -126,7 +125,7 @@ async def replay(settings: Settings, *, batch_size: int = 2000, keep_old: bool =
         raise
     await pool.close()
 
-    old = f"{schema}_old_{uuid.uuid4().hex[:6]}"[-63:]
+    old = db.check_ident(f"{schema[:50]}_old_{uuid.uuid4().hex[:6]}")
     conn = await db.asyncpg.connect(settings.database_url)
     try:
         async with conn.transaction():
