@@ -94,6 +94,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("KAFKA_BOOTSTRAP_SERVERS", urls.kafka_bootstrap)
     env.setdefault("DATABASE_URL", urls.database_url)
+    # the demo's authority directory (every authority on the Kafka channel)
+    demo_alerts = stack.ROOT / "services/alerts/mediation_alerts/data/demo-structures.json"
+    if demo_alerts.exists():
+        env.setdefault("MEDIATION_ALERTS_CONFIG", str(demo_alerts))
     zipkin = stack.Zipkin()
     if not args.no_traces:
         try:
