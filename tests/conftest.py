@@ -9,15 +9,18 @@ stops it). Each test gets its own topic prefix and schema names, so tests don't 
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import os
 import re
 import uuid
 
 import asyncpg
 import pytest
-from mediation_core import stack
+from mediation_core import stack, telemetry
 from mediation_core.settings import Settings, from_env
 from mediation_schemas.topics import Topics
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 def _docker_answers() -> bool:
@@ -74,6 +77,24 @@ def settings_for(stack_urls, ns):
         })
 
     return make
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """Every span this process finishes from now on (after redaction), for canary checks."""
+    exporter = InMemorySpanExporter()
+    telemetry.setup_tracing("tests", extra_exporters=[exporter])
+    return exporter
+
+
+@pytest.fixture
+def json_logs():
+    """The JSON log lines written during the test, as the services write them."""
+    buf = io.StringIO()
+    telemetry.setup_logging("tests", stream=buf)
+    yield buf
+    logging.getLogger().handlers = [h for h in logging.getLogger().handlers
+                                    if not getattr(h, "_mediation", False)]
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 from mediation_core import db, telemetry
 from mediation_core.outbox import Outbox, OutboxRelay, make_producer
 from mediation_schemas.envelope import new_envelope
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import eventually
 from tests.core import toy
@@ -20,22 +19,6 @@ from tests.helpers import produce, read_topic
 pytestmark = pytest.mark.stack
 
 CANARY = "CANARY-Jeanne-Dupont-0612345678"
-
-
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    telemetry.setup_tracing("tests", extra_exporters=[exporter])
-    return exporter
-
-
-@pytest.fixture
-def json_logs():
-    buf = io.StringIO()
-    telemetry.setup_logging("tests", stream=buf)
-    yield buf
-    logging.getLogger().handlers = [h for h in logging.getLogger().handlers
-                                    if not getattr(h, "_mediation", False)]
 
 
 def _traceparent(rec) -> str:

@@ -65,6 +65,7 @@ class Service:
         self.produced_topics: list[str] = []
         self._tasks: list[asyncio.Task] = []
         self._stop = asyncio.Event()
+        self.stopping = asyncio.Event()  # set when stop() begins: background loops end on it
         self._ready = False
         self._install_health_routes()
 
@@ -149,6 +150,7 @@ class Service:
 
     async def stop(self) -> None:
         self._ready = False
+        self.stopping.set()
         for hook in self.on_stop:
             with contextlib.suppress(Exception):
                 await hook(self)
