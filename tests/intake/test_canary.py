@@ -3,13 +3,8 @@ letters, intake's own tables. Canary personal values are planted and searched fo
 
 from __future__ import annotations
 
-import io
-import logging
-
 import orjson
 import pytest
-from mediation_core import telemetry
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import eventually
 from tests.helpers import read_topic
@@ -17,22 +12,6 @@ from tests.intake.forms import canary_form, canary_values
 from tests.intake.test_service import bearer, client, send, settled
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    telemetry.setup_tracing("tests", extra_exporters=[exporter])
-    return exporter
-
-
-@pytest.fixture
-def json_logs():
-    buf = io.StringIO()
-    telemetry.setup_logging("tests", stream=buf)
-    yield buf
-    logging.getLogger().handlers = [h for h in logging.getLogger().handlers
-                                    if not getattr(h, "_mediation", False)]
 
 
 def assert_clean(blob: bytes, where: str) -> None:
