@@ -25,7 +25,7 @@ from .common import Strict
 from .envelope import Payload, register
 from .vocab import HealthRight, MeetingMode, Motive, Screening, Urgency
 
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,119}$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,119}$"
 
 
 class Profession(StrEnum):
@@ -179,11 +179,11 @@ class ReferralReceived(Payload):
     version = 1
 
     source_system: str = Field(
-        pattern=_ID_PATTERN,
+        pattern=ID_PATTERN,
         description="Id of the sending system (*système émetteur*), as registered with the "
         "programme; answers come back keyed by it.")
     source_reference: str = Field(
-        pattern=_ID_PATTERN,
+        pattern=ID_PATTERN,
         description="The sender's own reference for this form (*référence de la fiche*). The same "
         "(source_system, source_reference) sent again is a duplicate, or a correction if its "
         "content changed. An opaque id: never a name.")

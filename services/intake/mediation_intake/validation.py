@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from mediation_schemas.common import Problem
-from mediation_schemas.received import ReferralReceived
+from mediation_schemas.received import ID_PATTERN, ReferralReceived
 from mediation_schemas.vocab import MeetingMode, Motive
 from pydantic import ValidationError
 
@@ -28,7 +28,7 @@ from . import normalise as n
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_PROBLEMS = 50
 MAX_AGE_YEARS = 120
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,119}$")
+_ID = re.compile(ID_PATTERN)  # the contract's rule for source_system/source_reference
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
