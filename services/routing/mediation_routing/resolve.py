@@ -483,40 +483,31 @@ def _combine(parts: list[Resolution]) -> Resolution:
                       candidates=_cands([p for p, _ in cands]), detail=first.detail)
 
 
+# French explanations per reason detail, followed by the candidates when there are any
+_DETAIL_FR = {
+    "postcode_mismatch": "Le code postal ne correspond pas à la commune indiquée.",
+    "department_mismatch": "Le département ne correspond pas à la commune indiquée.",
+    "homonyms": ("Ce nom désigne plusieurs communes (ou un hameau et une commune) ; "
+                 "rien ne permet de choisir."),
+    "several_areas": "Le lieu correspond à plusieurs sous-territoires.",
+    "postcode_shared": "Code postal seul, partagé par plusieurs communes.",
+    "city_needs_neighbourhood": "Ville desservie par quartier : le quartier ou l'adresse manque.",
+    "incomplete_name": "Nom incomplet, plusieurs communes possibles.",
+    "uncertain_spelling": "Orthographe trop éloignée pour choisir sans risque.",
+    "segments_disagree": "Les éléments du lieu désignent des endroits différents.",
+    "street_number_needed": "La rue est partagée entre secteurs : le numéro manque.",
+    "outside_territory": "Lieu hors du territoire des structures desservies.",
+    # unknown places: never any candidate
+    "no_place_given": "Aucune commune ni code postal indiqué.",
+    "unknown_postcode": "Code postal inconnu du référentiel.",
+    "resolution_error": "Erreur lors de la reconnaissance du lieu : à orienter à la main.",
+}
+
+
 def describe(res: Resolution) -> str:
     """A French explanation for the coordinator (official names only, never the raw text)."""
-    names = ", ".join(f"{p.name} ({p.department or '?'})" for p, _ in res.candidates[:6])
-    extra = f" Candidats : {names}." if names else ""
-    d = res.detail
     if res.status == ROUTED:
         return "Lieu reconnu."
-    if d == "postcode_mismatch":
-        return "Le code postal ne correspond pas à la commune indiquée." + extra
-    if d == "department_mismatch":
-        return "Le département ne correspond pas à la commune indiquée." + extra
-    if d == "homonyms":
-        return ("Ce nom désigne plusieurs communes (ou un hameau et une commune) ; "
-                "rien ne permet de choisir." + extra)
-    if d == "several_areas":
-        return "Le lieu correspond à plusieurs sous-territoires." + extra
-    if d == "postcode_shared":
-        return "Code postal seul, partagé par plusieurs communes." + extra
-    if d == "city_needs_neighbourhood":
-        return "Ville desservie par quartier : le quartier ou l'adresse manque." + extra
-    if d == "incomplete_name":
-        return "Nom incomplet, plusieurs communes possibles." + extra
-    if d == "uncertain_spelling":
-        return "Orthographe trop éloignée pour choisir sans risque." + extra
-    if d == "segments_disagree":
-        return "Les éléments du lieu désignent des endroits différents." + extra
-    if d == "street_number_needed":
-        return "La rue est partagée entre secteurs : le numéro manque." + extra
-    if res.status == OUTSIDE:
-        return "Lieu hors du territoire des structures desservies." + extra
-    if d == "no_place_given":
-        return "Aucune commune ni code postal indiqué."
-    if d == "unknown_postcode":
-        return "Code postal inconnu du référentiel."
-    if d == "resolution_error":
-        return "Erreur lors de la reconnaissance du lieu : à orienter à la main."
-    return "Lieu non reconnu." + extra
+    names = ", ".join(f"{p.name} ({p.department or '?'})" for p, _ in res.candidates[:6])
+    extra = f" Candidats : {names}." if names else ""
+    return _DETAIL_FR.get(res.detail, "Lieu non reconnu.") + extra
