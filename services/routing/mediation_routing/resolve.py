@@ -103,17 +103,14 @@ class Gazetteer:
 
     def __init__(self, versions: Iterable[StructureVersion],
                  reference: Iterable[RefCommune] | None = None) -> None:
-        self.versions = tuple(versions)
         self.places: list[Place] = []
         self.strict: dict[str, list[Match]] = {}
         self.loose: dict[str, list[Match]] = {}
         self.by_postcode: dict[str, list[Place]] = {}
         self.streets: dict[str, list[Place]] = {}
         self.cities: dict[str, list[Place]] = {}     # INSEE code of a city -> its served places
-        self._fuzzy_keys: list[str] = []
-        self._fuzzy_matches: list[list[Match]] = []
         inside_codes = set()
-        for sv in self.versions:
+        for sv in versions:
             for p in sv.places:
                 inside_codes.add(p.code)
                 self._add(p)
@@ -125,12 +122,8 @@ class Gazetteer:
             self._add(Place(kind="commune", code=r.insee, name=r.name, department=r.department,
                             postcodes=r.postcodes, structure=None, area=None, aliases=r.aliases,
                             hamlets=r.hamlets, role="outside" if r.role == "territory" else r.role))
-        fuzzy: dict[str, list[Match]] = {}
-        for key, ms in self.loose.items():
-            if len(key) >= FUZZY_MIN_LEN:
-                fuzzy[key] = ms
-        self._fuzzy_keys = sorted(fuzzy)
-        self._fuzzy_matches = [fuzzy[k] for k in self._fuzzy_keys]
+        self._fuzzy_keys = sorted(k for k in self.loose if len(k) >= FUZZY_MIN_LEN)
+        self._fuzzy_matches = [self.loose[k] for k in self._fuzzy_keys]
         self.by_code = {p.code: p for p in self.places}
 
     def _add(self, p: Place) -> None:
@@ -151,9 +144,6 @@ class Gazetteer:
                     _put(self.loose, lk, Match(p, via))
         for pc in p.postcodes:
             self.by_postcode.setdefault(pc, []).append(p)
-
-    def version_of(self, structure: str | None) -> int | None:
-        return next((v.version for v in self.versions if v.structure == structure), None)
 
     def fuzzy(self, key: str) -> list[tuple[Match, float]]:
         hits = process.extract(key, self._fuzzy_keys, scorer=fuzz.ratio, limit=25,

@@ -316,15 +316,8 @@ class TerritoryHistory:
     def known(self) -> set[tuple[str, int]]:
         return {(s, v.version) for s, lst in self._by_structure.items() for v in lst}
 
-    def latest_versions(self) -> dict[str, int]:
-        return {s: lst[-1].version for s, lst in self._by_structure.items() if lst}
-
     def structures(self) -> list[str]:
         return sorted(self._by_structure)
-
-    def get(self, structure: str, version: int) -> StructureVersion | None:
-        return next((v for v in self._by_structure.get(structure, []) if v.version == version),
-                    None)
 
     def in_force(self, on: date) -> tuple[StructureVersion, ...]:
         """For each structure, the highest version whose effective date is on or before ``on``."""
