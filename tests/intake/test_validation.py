@@ -209,3 +209,23 @@ def test_messages_are_french_and_never_echo_the_values_sent():
     assert all(p.message and p.message[0].islower() for p in out.problems)
     assert {p.code for p in out.problems} >= {"invalid_phone", "invalid_email", "invalid_date",
                                                "invalid_characters", "too_long"}
+
+
+def test_qualifiers_that_do_not_apply_are_dropped_and_repeats_removed():
+    f = form(GP)
+    f["motives"] = [{"code": "find_gp", "right": "css", "screening": "breast"},
+                    {"code": "find_gp", "right": "ame"},
+                    {"code": "care_interruption", "text": "suivi arrêté"},
+                    {"code": "access_to_rights", "right": "puma", "screening": "cervix"}]
+    f["meeting_modes"] = ["phone", "téléphone", "home_visit"]
+    f["availability"] = [{"day": "lundi", "period": "matin"}, {"day": "monday",
+                                                                "period": "morning"}]
+    out = validate(f, today=TODAY)
+    assert isinstance(out, Valid), out
+    r = out.referral
+    assert [(m.code.value, m.right, m.screening, m.text) for m in r.motives] == [
+        ("find_gp", None, None, None),
+        ("care_interruption", None, None, "suivi arrêté"),  # a précision stays on any motive
+        ("access_to_rights", "puma", None, None)]
+    assert [m.value for m in r.meeting_modes] == ["phone", "home_visit"]
+    assert len(r.availability) == 1

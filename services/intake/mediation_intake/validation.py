@@ -125,8 +125,8 @@ def _prenormalise(raw: dict, c: _Collector, today: date) -> dict:
          lambda v: n.parse_date(v, today=today, past=False), strings_only=False)
     if isinstance(d.get("referrer"), dict):
         r = d["referrer"] = dict(d["referrer"])
-        _text(r, "name", "referrer")
-        _text(r, "structure_name", "referrer")
+        _text(r, "name")
+        _text(r, "structure_name")
         _fix(r, "phone", "referrer.phone", c, n.phone)
         _fix(r, "email", "referrer.email", c, n.email)
         for k in ("rpps", "finess"):
@@ -142,8 +142,8 @@ def _prenormalise(raw: dict, c: _Collector, today: date) -> dict:
              lambda v: n.parse_date(v, today=today, past=True), strings_only=False,
              empty_is_none=False)
         _code(p, "sex", "sex")
-        _text(p, "address", "person")
-        _text(p, "commune", "person", empty_is_none=False)
+        _text(p, "address")
+        _text(p, "commune", empty_is_none=False)
         _fix(p, "postcode", "person.postcode", c, n.postcode)
         _fix(p, "phone", "person.phone", c, n.phone)
         _fix(p, "email", "person.email", c, n.email)
@@ -164,7 +164,7 @@ def _prenormalise(raw: dict, c: _Collector, today: date) -> dict:
                 _code(m, "code", "motive")
                 _code(m, "right", "right")
                 _code(m, "screening", "screening")
-                _text(m, "text", "motive")
+                _text(m, "text")
             out.append(m)
         d["motives"] = out
     _code(d, "urgency", "urgency")
@@ -183,7 +183,7 @@ def _prenormalise(raw: dict, c: _Collector, today: date) -> dict:
             slots.append(s)
         d["availability"] = slots
     for k in ("comment", "availability_note"):
-        _text(d, k, "")
+        _text(d, k)
     return d
 
 
@@ -207,7 +207,7 @@ def _fix(obj: dict, key: str, path: str, c: _Collector, fn, *, strings_only: boo
         obj[key] = None
 
 
-def _text(obj: dict, key: str, _where: str, *, empty_is_none: bool = True) -> None:
+def _text(obj: dict, key: str, *, empty_is_none: bool = True) -> None:
     v = obj.get(key)
     if isinstance(v, str):
         v = n.squash(v)
@@ -279,13 +279,13 @@ def _years_before(d: date, years: int) -> date:
 
 
 def _tidy(m: ReferralReceived) -> ReferralReceived:
-    """Drop qualifiers that don't apply, duplicate motives and meeting modes."""
+    """Drop qualifiers that don't apply (a free text stays on any motive), duplicate
+    motives, meeting modes and availability slots."""
     motives, seen = [], set()
     for mo in m.motives:
         mo = mo.model_copy(update={
             "right": mo.right if mo.code == Motive.access_to_rights else None,
             "screening": mo.screening if mo.code == Motive.cancer_screening else None,
-            "text": mo.text if mo.code == Motive.other else mo.text,
         })
         k = (mo.code, mo.right, mo.screening, mo.text)
         if k not in seen:
