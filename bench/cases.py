@@ -9,14 +9,12 @@ outbox rows published, so consumer-group joining is not counted on either side."
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 import uuid
 from datetime import UTC, date, datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from mediation_cases.config import CasesConfig
 from mediation_cases.service import build
 from mediation_core.sealing import KeyVault, seal
@@ -24,6 +22,8 @@ from mediation_core.settings import from_env
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.referrals import PlaceRef, ReferralCore, ReferralRouted, RoutingDecision
 from mediation_schemas.topics import Topics
+
+from bench._baseline import bare_hop, fill, service_rate
 
 
 def _events(n: int, block) -> tuple[list[bytes], int]:
@@ -53,59 +53,13 @@ def _events(n: int, block) -> tuple[list[bytes], int]:
     return out, attached
 
 
-async def _fill(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
-    await p.start()
-    try:
-        futs = [await p.send(topic, key=uuid.uuid4().bytes, value=v) for v in values]
-        await asyncio.gather(*futs)
-    finally:
-        await p.stop()
-
-
-async def _bare(urls, topic: str, n: int) -> float:
-    conn = await asyncpg.connect(urls.database_url)
-    table = f"public.bench_cases_bare_{uuid.uuid4().hex[:6]}"
-    await conn.execute(f"CREATE TABLE {table} (id uuid PRIMARY KEY, v bytea)")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=urls.kafka_bootstrap,
-                                group_id=f"bare-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=500)
-    await consumer.start()
-    done, t0 = 0, None
-    try:
-        while done < n:
-            batch = await consumer.getmany(timeout_ms=500, max_records=500)
-            recs = [r for rs in batch.values() for r in rs]
-            if not recs:
-                continue
-            if t0 is None:
-                t0 = time.perf_counter()
-            await conn.executemany(f"INSERT INTO {table} VALUES ($1, $2)",
-                                   [(uuid.uuid4(), r.value) for r in recs])
-            await consumer.commit()
-            done += len(recs)
-        return n / (time.perf_counter() - (t0 or time.perf_counter()))
-    finally:
-        await consumer.stop()
-        await conn.execute(f"DROP TABLE IF EXISTS {table}")
-        await conn.close()
-
-
 async def _ours(settings, n: int) -> tuple[float, int, int]:
     svc = build(settings, config=CasesConfig(scan_interval=3600))
     await svc.start(http=False)
     try:
-        c = svc.consumers[0]
-        while c.stats.processed == 0:  # noqa: ASYNC110  (polling a counter is the measurement)
-            await asyncio.sleep(0.005)
-        t0 = time.perf_counter()
-        while c.stats.processed + c.stats.dead_lettered < n:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        while await svc.pool.fetchval("SELECT count(*) FROM outbox") > 0:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        rate = n / (time.perf_counter() - t0)
+        rate = await service_rate(svc, n)
         cases = await svc.pool.fetchval("SELECT count(*) FROM cases")
-        return rate, cases, c.stats.dead_lettered
+        return rate, cases, svc.consumers[0].stats.dead_lettered
     finally:
         await svc.stop()
 
@@ -176,9 +130,9 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
     block = seal(dek, key_id, {"person": {"family_name": "Bench"}})
     values, attached = _events(n, block)
     try:
-        await _fill(urls.kafka_bootstrap, f"{prefix}bare_in", values)
-        await _fill(urls.kafka_bootstrap, s.topics.routing_decisions, values)
-        base = await _bare(urls, f"{prefix}bare_in", n)
+        await fill(urls.kafka_bootstrap, f"{prefix}bare_in", values)
+        await fill(urls.kafka_bootstrap, s.topics.routing_decisions, values)
+        base = await bare_hop(urls, [f"{prefix}bare_in"], n)
         ours, cases, dead = await _ours(s, n)
         n_api = max(50, int(300 * scale))
         api_ms, bare_ms = await _api_latency(s, n_api)
@@ -189,8 +143,8 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
         await pool.close()
     expected = n - attached
     note = (f"{n} ReferralRouted ({attached} attached to an open case); {cases} cases opened "
-            f"(expected {expected}), {dead} dead letters; baseline: raw aiokafka consume -> "
-            "asyncpg executemany insert -> commit")
+            f"(expected {expected}), {dead} dead letters; baseline: bench/_baseline.bare_hop "
+            "(consume, executemany insert, commit), same run")
     return [{"name": f"case opening from ReferralRouted, {n} events", "value": ours,
              "unit": "events/s", "baseline": base, "ratio": ours / base, "note": note},
             {"name": f"mediator command POST /actions, p50 of {n_api}", "value": api_ms,

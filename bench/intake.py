@@ -22,10 +22,12 @@ from datetime import UTC, datetime
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from mediation_core.settings import from_env
 from mediation_core.stack import StackUrls
 from mediation_schemas.topics import Topics
+
+from bench._baseline import bare_hop, service_rate
 
 
 def _name(rng: random.Random, n: int = 8) -> str:
@@ -71,66 +73,6 @@ async def _produce(bootstrap: str, topic: str, forms: list[dict]) -> None:
         await p.stop()
 
 
-async def _steady_rate(count, n: int, limit_s: float) -> tuple[float, float]:
-    """Poll ``count()`` until it reaches n; rate from the first processed record to the end."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    t_first = c_first = None
-    while True:
-        c = await count() if asyncio.iscoroutinefunction(count) else count()
-        now = time.perf_counter()
-        if c > 0 and t_first is None:
-            t_first, c_first = now, c
-        if c >= n:
-            break
-        if loop.time() > deadline:
-            raise TimeoutError(f"only {c}/{n} processed")
-        await asyncio.sleep(0.005)
-    assert t_first is not None and c_first is not None
-    elapsed = max(now - t_first, 1e-6)
-    return (n - c_first) / elapsed if n > c_first else float(n) / elapsed, elapsed
-
-
-async def _baseline(urls: StackUrls, topic: str, schema: str, n: int) -> float:
-    conn = await asyncpg.connect(urls.database_url)
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    await conn.execute(f"CREATE TABLE {schema}.raw (event_id uuid PRIMARY KEY, payload jsonb)")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=urls.kafka_bootstrap,
-                                group_id=f"{schema}.baseline", auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_poll_records=500,
-                                isolation_level="read_committed")
-    await consumer.start()
-    done = 0
-
-    async def loop() -> None:
-        nonlocal done
-        while done < n:
-            batches = await consumer.getmany(timeout_ms=200, max_records=500)
-            rows = []
-            for recs in batches.values():
-                for r in recs:
-                    env = orjson.loads(r.value)
-                    rows.append((uuid.UUID(env["event_id"]),
-                                 orjson.dumps(env["payload"]).decode()))
-            if rows:
-                async with conn.transaction():
-                    await conn.executemany(
-                        f"INSERT INTO {schema}.raw VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
-                        rows)
-                await consumer.commit()
-                done += len(rows)
-
-    task = asyncio.create_task(loop())
-    try:
-        rate, _ = await _steady_rate(lambda: done, n, limit_s=60)
-        await task
-    finally:
-        await consumer.stop()
-        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        await conn.close()
-    return rate
-
-
 async def run(urls: StackUrls, scale: float = 1.0) -> list[dict]:
     import httpx
     from mediation_core.auth import issue_token
@@ -149,13 +91,12 @@ async def run(urls: StackUrls, scale: float = 1.0) -> list[dict]:
     await ensure_topics(urls.kafka_bootstrap, [topics.referrals_received], settings.partitions)
     await _produce(urls.kafka_bootstrap, topics.referrals_received, forms)
 
-    base_rate = await _baseline(urls, topics.referrals_received, f"base_{ns}", n)
+    base_rate = await bare_hop(urls, [topics.referrals_received], n)
 
     svc = build(settings, http_rate=1e6, http_burst=1_000_000)
     await svc.start(http=False)
     try:
-        c = svc.consumers[0]
-        rate, _ = await _steady_rate(lambda: c.stats.processed, n, limit_s=120)
+        rate = await service_rate(svc, n)
         accepted = await svc.pool.fetchval("SELECT count(*) FROM referrals WHERE revision = 1")
         # HTTP path: sequential POSTs (one transaction each), new forms
         m = max(20, n // 10)

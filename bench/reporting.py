@@ -32,6 +32,8 @@ from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.topics import Topics
 from mediation_schemas.vocab import CaseOrigin, ClosureReason, Motive
 
+from bench._baseline import bare_hop, service_rate
+
 MOTIVES = [Motive.complex_care_path, Motive.access_to_rights, Motive.care_interruption,
            Motive.care_renunciation]
 KINDS = ["interview", "orientation", "accompaniment", "rights_procedure", "information"]
@@ -90,41 +92,6 @@ async def _produce(bootstrap: str, topics: Topics, events) -> None:
         await asyncio.gather(*futs)
     finally:
         await p.stop()
-
-
-async def _bare_ingest(urls, topics: list[str], n: int, schema: str) -> float:
-    """Baseline: aiokafka consume -> one asyncpg executemany of the raw events per batch
-    (inside a transaction) -> commit offsets. Events/s after partition assignment."""
-    conn = await asyncpg.connect(urls.database_url)
-    await conn.execute(f"CREATE SCHEMA {schema}")
-    await conn.execute(f"CREATE TABLE {schema}.raw (event_id uuid PRIMARY KEY, type text, payload jsonb)")
-    c = AIOKafkaConsumer(*topics, bootstrap_servers=urls.kafka_bootstrap,
-                         group_id=f"bare-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
-                         auto_offset_reset="earliest", max_poll_records=500)
-    await c.start()
-    done = 0
-    t0 = None
-    try:
-        while done < n:
-            batches = await c.getmany(timeout_ms=200, max_records=500)
-            if t0 is None and c.assignment():
-                t0 = time.perf_counter()
-            rows = []
-            for recs in batches.values():
-                for r in recs:
-                    e = orjson.loads(r.value)
-                    rows.append((uuid.UUID(e["event_id"]), e["type"], orjson.dumps(e["payload"]).decode()))
-            if rows:
-                async with conn.transaction():
-                    await conn.executemany(
-                        f"INSERT INTO {schema}.raw VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING", rows)
-                await c.commit()
-                done += len(rows)
-        return n / (time.perf_counter() - (t0 or time.perf_counter()))
-    finally:
-        await c.stop()
-        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        await conn.close()
 
 
 async def _bare_rebuild(urls, topics: list[str], n: int, schema: str) -> float:
@@ -228,19 +195,14 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
     admin = await asyncpg.connect(urls.database_url)
     try:
         # ---------------------------------------------------------------- ingest
-        svc = build(settings, publish_every=0)
-        await svc.start(http=False)  # creates the topics
-        await svc.wait_ready()
         await _produce(urls.kafka_bootstrap, settings.topics, events)
-        c = svc.consumers[0]
-        t0, start_count = time.perf_counter(), c.stats.processed
-        while c.stats.processed + c.stats.dead_lettered < n:  # noqa: ASYNC110 (polling a counter)
-            await asyncio.sleep(0.05)
-        ours = (n - start_count) / (time.perf_counter() - t0)
+        svc = build(settings, publish_every=0)
+        await svc.start(http=False)
+        ours = await service_rate(svc, n, drain_outbox=False)
         await svc.stop()
         topics = [getattr(settings.topics, t) for t in
                   ("referrals_intake", "routing_decisions", "cases")]
-        bare = await _bare_ingest(urls, topics, n, f"bare_ingest_{tag}")
+        bare = await bare_hop(urls, topics, n)
         rows.append({"name": f"ingest into read models, {n} events", "value": ours,
                      "unit": "events/s", "baseline": bare, "ratio": ours / bare,
                      "note": "service consumer (inbox + projection upserts + freshness) from "

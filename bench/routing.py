@@ -14,7 +14,6 @@ import uuid
 from datetime import UTC, date, datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from mediation_core.settings import from_env
 from mediation_routing import territory as terr
 from mediation_routing.decide import decide
@@ -24,6 +23,8 @@ from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore
 from mediation_schemas.topics import Topics
 from mediation_schemas.vocab import Motive
+
+from bench._baseline import bare_hop, fill, service_rate
 
 TRAPS = ["Quissac 46320", "Cros (63)", "Vabre", "Carnac", "Lioux", "Crespin", "Anduze",
          "Sommières", "Saint-Jean-du-Pin", "La Salle", "Cannes", "Sérignac", "St Hippolyte",
@@ -146,49 +147,6 @@ def _core(text: str) -> ReferralCore:
         consent_share_with_referrer=False)
 
 
-async def _fill(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
-    await p.start()
-    try:
-        futs = [await p.send(topic, key=k, value=v) for k, v in values]
-        await asyncio.gather(*futs)
-    finally:
-        await p.stop()
-
-
-async def _bare(urls, topic_in: str, topic_out: str, n: int) -> float:
-    conn = await asyncpg.connect(urls.database_url)
-    table = f"bench_routing_bare_{uuid.uuid4().hex[:6]}"
-    await conn.execute(f"CREATE TABLE public.{table} (id uuid, v bytea)")
-    consumer = AIOKafkaConsumer(topic_in, bootstrap_servers=urls.kafka_bootstrap,
-                                group_id=f"bare-{uuid.uuid4().hex[:6]}", enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=500)
-    producer = AIOKafkaProducer(bootstrap_servers=urls.kafka_bootstrap, enable_idempotence=True,
-                                linger_ms=5)
-    await consumer.start()
-    await producer.start()
-    done, t0 = 0, None
-    try:
-        while done < n:
-            batch = await consumer.getmany(timeout_ms=500, max_records=500)
-            recs = [r for rs in batch.values() for r in rs]
-            if not recs:
-                continue
-            t0 = t0 or time.perf_counter()
-            await conn.executemany(f"INSERT INTO public.{table} VALUES ($1, $2)",
-                                   [(uuid.uuid4(), r.value) for r in recs])
-            futs = [await producer.send(topic_out, key=r.key, value=r.value) for r in recs]
-            await asyncio.gather(*futs)
-            await consumer.commit()
-            done += len(recs)
-        return n / (time.perf_counter() - (t0 or time.perf_counter()))
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        await conn.execute(f"DROP TABLE IF EXISTS public.{table}")
-        await conn.close()
-
-
 async def service_rows(urls, scale: float) -> list[dict]:
     from mediation_routing.service import build
 
@@ -201,24 +159,17 @@ async def service_rows(urls, scale: float) -> list[dict]:
         env = new_envelope(ReferralAccepted(referral=ref), producer="bench",
                            correlation_id=str(ref.referral_id), structure="cpts-ecm")
         values.append((str(ref.referral_id).encode(), encode(env)))
-    await _fill(urls.kafka_bootstrap, f"{prefix}bare_in", values)
-    base = await _bare(urls, f"{prefix}bare_in", f"{prefix}bare_out", n)
+    await fill(urls.kafka_bootstrap, f"{prefix}bare_in", values)
+    base = await bare_hop(urls, [f"{prefix}bare_in"], n, produce_to=f"{prefix}bare_out")
     s = from_env("routing").with_(kafka_bootstrap=urls.kafka_bootstrap,
                                   database_url=urls.database_url,
                                   schema=f"bench_{prefix.strip('.')}", topics=topics,
                                   group_id=f"{prefix}routing", http_port=0)
+    await fill(urls.kafka_bootstrap, topics.referrals_intake, values)
     svc = build(s)
     await svc.start(http=False)
     try:
-        await svc.wait_ready(timeout=90)
-        await _fill(urls.kafka_bootstrap, topics.referrals_intake, values)
-        t0 = time.perf_counter()
-        while True:  # every referral decided, every decision published
-            if svc.consumers[0].stats.processed >= n and \
-                    await svc.pool.fetchval("SELECT count(*) FROM outbox") == 0:
-                break
-            await asyncio.sleep(0.01)
-        ours = n / (time.perf_counter() - t0)
+        ours = await service_rate(svc, n)  # every referral decided, every decision published
     finally:
         await svc.stop()
         conn = await asyncpg.connect(urls.database_url)
@@ -226,8 +177,7 @@ async def service_rows(urls, scale: float) -> list[dict]:
         await conn.close()
     return [{"name": f"accepted referrals routed end to end, {n} referrals", "value": ours,
              "unit": "referrals/s", "baseline": base, "ratio": ours / base,
-             "note": "baseline: raw aiokafka consume -> asyncpg insert -> produce -> commit "
-                     "of the same records"}]
+             "note": "baseline: bench/_baseline.bare_hop with produce, same records, same run"}]
 
 
 async def run(urls, scale: float = 1.0) -> list[dict]:

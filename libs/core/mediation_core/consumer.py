@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from mediation_schemas.envelope import (
@@ -76,6 +76,20 @@ class HandlerContext:
             structure=structure if structure is not None else self.envelope.structure, **kw)
         self.emitted.append((env, topic, key, telemetry.inject_headers()))
         return env
+
+
+class _ReadyOnAssignment(ConsumerRebalanceListener):
+    """Marks the consumer ready as soon as the group gave it partitions."""
+
+    def __init__(self, ready: asyncio.Event) -> None:
+        self.ready = ready
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        if assigned:
+            self.ready.set()
 
 
 class _IsolateFailures(Exception):
@@ -149,13 +163,14 @@ class EventConsumer:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            *self.topics, bootstrap_servers=self.bootstrap, group_id=self.group_id,
+            bootstrap_servers=self.bootstrap, group_id=self.group_id,
             client_id=self.client_id, enable_auto_commit=False,
             auto_offset_reset=self.auto_offset_reset, max_poll_records=self.batch_size,
             isolation_level="read_committed", session_timeout_ms=30000,
             heartbeat_interval_ms=3000, max_poll_interval_ms=600000,
             metadata_max_age_ms=30000,
         )
+        self._consumer.subscribe(self.topics, listener=_ReadyOnAssignment(self.ready))
         delay = 0.2
         while True:
             try:
@@ -181,8 +196,6 @@ class EventConsumer:
         try:
             while not self._stopping:
                 batches = await self._consumer.getmany(timeout_ms=200, max_records=self.batch_size)
-                if not self.ready.is_set() and self._consumer.assignment():
-                    self.ready.set()
                 records = [r for tp in sorted(batches, key=lambda t: (t.topic, t.partition))
                            for r in batches[tp]]
                 if not records:
