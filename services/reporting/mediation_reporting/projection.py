@@ -241,10 +241,6 @@ _ACTION = (
     "  CASE a.status WHEN 'opened' THEN 3 WHEN 'refused' THEN 3 WHEN 'filed' THEN 2 WHEN 'started' THEN 1 ELSE 0 END)")
 
 
-async def _case_ref(conn: asyncpg.Connection, ref: cs.CaseRef, at) -> None:
-    await conn.execute(_CASE_REF, *_ref_args(ref, at))
-
-
 async def case_opened(ctx: HandlerContext, p: cs.CaseOpened) -> None:
     await run(ctx, _CASE_OPENED, *_ref_args(p.case, p.opened_at), p.origin.value, p.referral_id,
               p.referral_received_at, p.source_system, p.person_ref, _motives(p.motives),
