@@ -80,6 +80,8 @@ async def make_alerts(settings_for, clock):
     yield make
     for svc in started:
         await svc.stop()
+        # every loop, the dispatcher's included (an on_stop hook), ended by itself
+        assert [t.get_name() for t in svc._tasks if t.cancelled()] == []
 
 
 def api(svc) -> httpx.AsyncClient:

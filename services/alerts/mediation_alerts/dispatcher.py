@@ -108,7 +108,8 @@ class Dispatcher:
         assert self.rt.svc.pool is not None
         return self.rt.svc.pool
 
-    def stop(self) -> None:
+    async def stop(self, _svc: Any = None) -> None:
+        """An ``on_stop`` hook of the service: the loop ends at its next turn."""
         self._stopping = True
         self.rt.wake.set()
 

@@ -66,17 +66,9 @@ def build(settings: Settings, *, clock: Clock | None = None, policy: DeliveryPol
     svc.consumer("dysfunctions", [t.dysfunctions], handlers.register(rt))
     svc.background.append(dispatcher.run)
     svc.on_startup.append(lambda _svc: load_config(rt))
+    # the dispatcher's loop ends before Service.stop waits for the background tasks
+    svc.on_stop.append(dispatcher.stop)
     svc.app.include_router(api.router(rt))
     api.install_error_handlers(svc.app)
-
-    # the dispatcher stops with the service (Service.stop waits for background tasks)
-    base_stop = svc.stop
-
-    async def stop() -> None:
-        dispatcher.stop()
-        await base_stop()
-
-    svc.stop = stop  # type: ignore[method-assign]
-    svc.alerts = rt  # type: ignore[attr-defined]
-    svc.dispatcher = dispatcher  # type: ignore[attr-defined]
+    svc.dispatcher = dispatcher  # type: ignore[attr-defined]  # tests inject faults through it
     return svc
