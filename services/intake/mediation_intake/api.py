@@ -16,9 +16,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from mediation_core import telemetry
 from mediation_core.auth import Caller, require_role
+from mediation_schemas.common import Problem
 from opentelemetry.trace import SpanKind
 
-from .validation import NotJson
+from .validation import NotJson, too_large
 
 if TYPE_CHECKING:
     from .service import Runtime
@@ -26,9 +27,8 @@ if TYPE_CHECKING:
 _CORRELATION = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
 
 
-def _problem(code: str, message: str, status: int, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"problems": [{"field": "(payload)", "code": code, "message": message}]},
-                        status_code=status, headers=headers)
+def _problem(problem: Problem, status: int, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"problems": [problem.model_dump()]}, status_code=status, headers=headers)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | None:
@@ -53,13 +53,14 @@ def router(rt: Runtime) -> APIRouter:
         source = caller.sub
         wait = rt.buckets.take(source)
         if wait > 0:
-            return _problem("rate_limited", "trop de fiches envoyées par ce système : réessayer "
-                            "après le délai indiqué (Retry-After)", 429,
+            return _problem(Problem(field="(payload)", code="rate_limited",
+                                    message="trop de fiches envoyées par ce système : réessayer "
+                                    "après le délai indiqué (Retry-After)"), 429,
                             {"Retry-After": str(rt.buckets.retry_after(wait))})
-        body = await _read_limited(request, rt.max_bytes)
+        max_bytes = rt.intake.max_bytes
+        body = await _read_limited(request, max_bytes)
         if body is None:
-            return _problem("payload_too_large",
-                            f"fiche trop volumineuse : {rt.max_bytes} octets au plus", 413)
+            return _problem(too_large(max_bytes), 413)
         try:
             raw: object = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -39,10 +39,7 @@ SUPPORTED_VERSIONS = (1,)
 class Runtime:
     """What the handlers need once the service has started."""
 
-    settings: Settings
-    clock: Clock
     buckets: TokenBuckets
-    max_bytes: int
     outbox: Outbox
     pool: asyncpg.Pool = None  # type: ignore[assignment]
     vault: sealing.KeyVault = None  # type: ignore[assignment]
@@ -78,10 +75,8 @@ def build(settings: Settings, *, clock: Clock | None = None, http_rate: float = 
                   title="mediation intake")
     topics = settings.topics
     svc.produced_topics += [topics.referrals_intake, topics.referrals_answers]
-    rt = Runtime(settings=settings, clock=clock or (lambda: datetime.now(UTC)),
-                 buckets=TokenBuckets(http_rate, http_burst), max_bytes=max_bytes,
-                 outbox=svc.outbox)
-    svc.intake = rt  # type: ignore[attr-defined]  (tests and the CLI reach the runtime here)
+    rt = Runtime(buckets=TokenBuckets(http_rate, http_burst), outbox=svc.outbox)
+    svc.intake = rt  # type: ignore[attr-defined]  # tests reach the runtime here
 
     async def startup(s: Service) -> None:
         assert s.pool is not None
@@ -89,7 +84,8 @@ def build(settings: Settings, *, clock: Clock | None = None, http_rate: float = 
         rt.vault = make_vault(s.pool, settings)
         await rt.vault.ensure()
         rt.intake = Intake(topics=topics, vault=rt.vault,
-                           blind_index_key=settings.blind_index_key, clock=rt.clock,
+                           blind_index_key=settings.blind_index_key,
+                           clock=clock or (lambda: datetime.now(UTC)),
                            max_bytes=max_bytes)
 
     svc.on_startup.append(startup)

@@ -73,14 +73,18 @@ def safe_ids(raw: Any) -> tuple[str | None, str | None]:
     return out[0], out[1]
 
 
+def too_large(max_bytes: int) -> Problem:
+    """The answer to a form over the size limit (Kafka record or HTTP body)."""
+    return Problem(field="(payload)", code="payload_too_large",
+                   message=f"fiche trop volumineuse : {max_bytes} octets au plus")
+
+
 def validate(raw: Any, *, today: date, size: int | None = None,
              max_bytes: int = MAX_PAYLOAD_BYTES) -> Valid | Invalid:
     """Validate and normalise one form. Never raises on any input."""
     src, ref = safe_ids(raw)
     if size is not None and size > max_bytes:
-        return Invalid([Problem(field="(payload)", code="payload_too_large",
-                                message=f"fiche trop volumineuse : {max_bytes} octets au plus")],
-                       src, ref)
+        return Invalid([too_large(max_bytes)], src, ref)
     if isinstance(raw, NotJson):
         return Invalid([Problem(field="(payload)", code="bad_json",
                                 message="le corps n'est pas du JSON valide (UTF-8)")])
