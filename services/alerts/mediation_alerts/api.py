@@ -202,16 +202,13 @@ Date des faits : {e(row['observed_on'].date().isoformat())}</p>
                                         sealed_present=row["sealed_identity"] is not None):
             raise HTTPException(403, detail="identity: not shared (needs the person's consent "
                                             "and a rule that requires it)")
-        if rt.vault is None:
-            rt.vault = rt.make_vault()
-        block = row["sealed_identity"]
         try:
-            opened = await rt.vault.open(orjson.loads(block) if isinstance(block, str) else block,
-                                         actor=f"alerts-api:{caller.sub}",
-                                         purpose=f"alert {alert_id}")
+            person = await rt.open_identity(row["sealed_identity"],
+                                            actor=f"alerts-api:{caller.sub}",
+                                            purpose=f"alert {alert_id}")
         except KeyDestroyed:
             raise HTTPException(410, detail="identity: erased") from None
-        return {"alert_id": str(alert_id), "person": content.minimal_identity(opened)}
+        return {"alert_id": str(alert_id), "person": person}
 
     # ------------------------------------------------------------------ annex 5 table
     @r.get("/structures/{structure}/dysfunctions", summary="Dysfunction table (annex 5)")

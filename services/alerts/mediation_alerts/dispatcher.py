@@ -198,7 +198,8 @@ class Dispatcher:
                 await self.after_deliver(d, outcome)
             return _Result(d, a, directory, outcome, started, ms, endpoint, due)
 
-    async def _body(self, d: dict, a: dict, directory: dict[str, Authority], due) -> dict:
+    def _body(self, d: dict, a: dict, directory: dict[str, Authority], due,
+              identity: dict | None = None) -> dict:
         notice = None
         kind = d["purpose"]
         if kind == "coordinator_notice":
@@ -212,39 +213,30 @@ class Dispatcher:
         return content.alert_body(
             message_id=str(d["message_id"]), kind=kind, alert=a, dysfunction=a,
             authority_name=a["authority_name"], ack_due_at=due if kind == "alert" else None,
-            ack_url=ack_url, notice=notice)
+            ack_url=ack_url, identity=identity, notice=notice)
 
     async def _identity(self, a: dict) -> dict | None:
         if not content.identity_allowed(consented=a["consented"],
                                         rule_requires=a["requires_identity"],
                                         sealed_present=a["sealed_identity"] is not None):
             return None
-        if self.rt.vault is None:
-            self.rt.vault = self.rt.make_vault()
-        block = a["sealed_identity"]
-        block = orjson.loads(block) if isinstance(block, str) else block
         try:
-            opened = await self.rt.vault.open(block, actor="alerts",
-                                              purpose=f"alert {a['alert_id']}")
+            return await self.rt.open_identity(a["sealed_identity"], actor="alerts",
+                                               purpose=f"alert {a['alert_id']}")
         except KeyDestroyed:
             return None  # erased: the alert goes without the identity
-        return content.minimal_identity(opened)
 
     async def _deliver(self, d: dict, a: dict, recipient: Authority,
                        directory: dict[str, Authority], due) -> Outcome:
-        body = await self._body(d, a, directory, due)
         if d["channel"] == "webhook":
             assert self.webhook is not None and recipient.webhook_url and recipient.webhook_secret
-            if d["purpose"] == "alert":
-                person = await self._identity(a)
-                if person:
-                    body["person"] = person
-            raw = orjson.dumps(body)
+            person = await self._identity(a) if d["purpose"] == "alert" else None
+            raw = orjson.dumps(self._body(d, a, directory, due, identity=person))
             return await self.webhook.send(url=recipient.webhook_url,
                                            secret=recipient.webhook_secret,
                                            message_id=str(d["message_id"]), body=raw)
         # e-mail never carries the identity (fetched through the authenticated API)
-        subject, text = content.render_email(body)
+        subject, text = content.render_email(self._body(d, a, directory, due))
         msg = self.email.build(to=recipient.email or "", subject=subject, text=text,
                                message_id=str(d["message_id"]))
         return await self.email.send(msg)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from mediation_core.auth import api_key
 from mediation_core.sealing import KeyVault
 from mediation_core.service import Service
 
+from . import content
 from .channels import SmtpConfig
 from .clock import Clock, system_clock
 from .links import link_key
@@ -50,10 +53,17 @@ class Runtime:
         self.events = Events(svc.outbox, svc.settings.topics)
         self.wake = asyncio.Event()
         self.link_key = link_key(api_key())
-        self.vault: KeyVault | None = None
+        self._vault: KeyVault | None = None
 
-    def make_vault(self) -> KeyVault:
-        s = self.settings
-        assert self.svc.pool is not None
-        return KeyVault(self.svc.pool, {s.master_key_id: s.master_key}, s.master_key_id,
-                        schema=s.keyvault_schema)
+    async def open_identity(self, block: str | dict[str, Any], *, actor: str,
+                            purpose: str) -> dict[str, Any]:
+        """The minimal identity in a sealed block (the vault records the opening).
+        Raises ``KeyDestroyed`` when the person's key was erased."""
+        if self._vault is None:  # the pool exists only once the service started
+            s = self.settings
+            assert self.svc.pool is not None
+            self._vault = KeyVault(self.svc.pool, {s.master_key_id: s.master_key},
+                                   s.master_key_id, schema=s.keyvault_schema)
+        opened = await self._vault.open(orjson.loads(block) if isinstance(block, str) else block,
+                                        actor=actor, purpose=purpose)
+        return content.minimal_identity(opened)
