@@ -5,6 +5,7 @@ the same indicators."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 from types import SimpleNamespace
@@ -24,28 +25,39 @@ from tests.reporting.test_reporting import dump
 pytestmark = pytest.mark.stack
 
 
-async def _apply(settings, items, order) -> dict:
-    schema = f"{settings.schema}_{uuid.uuid4().hex[:4]}"
+@contextlib.asynccontextmanager
+async def scratch(settings, suffix: str):
+    """A fresh reporting schema and the service's consumer over it (no broker reads):
+    records are applied with the replay's batch path, dropped with the schema after."""
+    schema = f"{settings.schema}_{suffix}"
     pool = await db.create_pool(settings.database_url, schema, application="test")
     try:
         await db.migrate(pool, schema, setup.MIGRATIONS)
         c = EventConsumer(name="reporting.projections", service="reporting", pool=pool,
                           outbox=Outbox("reporting"), bootstrap=settings.kafka_bootstrap,
-                          group_id="x", topics=[], dlq_topic="x", dlq_key=b"\0" * 32)
+                          group_id="x", topics=[], dlq_topic="dlq", dlq_key=b"\0" * 32)
         register_handlers(c, settings)
+        yield pool, c
+    finally:
+        await pool.execute(f"DROP SCHEMA {schema} CASCADE")
+        await pool.close()
+
+
+def record(settings, offset: int, topic: str, key: str, env) -> SimpleNamespace:
+    """A Kafka record as the consumer sees it, on the test's ``topic``."""
+    return SimpleNamespace(topic=getattr(settings.topics, topic), partition=0, offset=offset,
+                           key=key.encode(), value=encode(env), headers=[], timestamp=0)
+
+
+async def _apply(settings, items, order) -> dict:
+    async with scratch(settings, uuid.uuid4().hex[:4]) as (pool, c):
         for i in order:
-            topic, key, env = items[i]
-            rec = SimpleNamespace(topic=getattr(settings.topics, topic), partition=0, offset=i,
-                                  key=key.encode(), value=encode(env), headers=[], timestamp=0)
-            await apply_batch(pool, c, [rec])
+            await apply_batch(pool, c, [record(settings, i, *items[i])])
         assert c.stats.processed == len(items)
         out = await dump(pool)
         out.pop("v_fraicheur")
         out["v_file_active"] = sorted(out["v_file_active"])
         return out
-    finally:
-        await pool.execute(f"DROP SCHEMA {schema} CASCADE")
-        await pool.close()
 
 
 async def test_any_order_gives_the_same_indicators(settings_for):
@@ -78,21 +90,9 @@ async def test_a_poison_event_in_a_replayed_batch_is_dead_lettered_alone(setting
         attendance=cs.Attendance(participants=2**40), recorded_by="m", recorded_at=datetime(2026, 4, 1, tzinfo=UTC)),
         producer="test", correlation_id="p")
     batch = items[:5] + [("cases", "k", poison)] + items[5:]
-    schema = f"{settings.schema}_p"
-    pool = await db.create_pool(settings.database_url, schema, application="test")
-    try:
-        await db.migrate(pool, schema, setup.MIGRATIONS)
-        c = EventConsumer(name="reporting.projections", service="reporting", pool=pool,
-                          outbox=Outbox("reporting"), bootstrap=settings.kafka_bootstrap,
-                          group_id="x", topics=[], dlq_topic="dlq", dlq_key=b"\0" * 32)
-        register_handlers(c, settings)
-        recs = [SimpleNamespace(topic=getattr(settings.topics, t), partition=0, offset=i,
-                                key=k.encode(), value=encode(e), headers=[], timestamp=0)
-                for i, (t, k, e) in enumerate(batch)]
-        await apply_batch(pool, c, recs)
+    async with scratch(settings, "p") as (pool, c):
+        await apply_batch(pool, c, [record(settings, i, *item) for i, item in enumerate(batch)])
         assert c.stats.dead_lettered == 1 and c.stats.processed == 10
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'dlq'") == 1
         assert await pool.fetchval("SELECT sum(events) FROM freshness") == 10
-    finally:
-        await pool.execute(f"DROP SCHEMA {schema} CASCADE")
-        await pool.close()
+
