@@ -309,3 +309,14 @@ async def test_leave_windows_fall_back_then_reach_the_coordinator(routing, clien
                            json={"area": SJ, "mediator_id": M1, "place_code": "30140"})
     assert ok.status_code == 200, ok.text
     assert ok.json()["place"]["name"] == "Lasalle" and ok.json()["decision"]["manual"] is True
+    # corrected to a date when M1 is back: the automatic decision is the manual one again
+    # (same structure, area, mediator, place), so nothing is re-emitted
+    await send(routing, nobody.model_copy(update={"revision": 2,
+                                                  "referral_date": date(2026, 4, 2)}),
+               correction=True)
+    await eventually(lambda: routing.pool.fetchval(
+        "SELECT (SELECT revision FROM referrals WHERE referral_id = $1) = 2 "
+        "AND NOT EXISTS (SELECT 1 FROM outbox)", nobody.referral_id),
+        timeout=60, what="the correction stored and the outbox drained")
+    ev = by_referral(await decisions(routing, 3))
+    assert [e["payload"]["decision"]["trigger"] for e in ev[str(nobody.referral_id)][1:]] == ["manual"]

@@ -48,8 +48,14 @@ class Decision:
         """What must change for a decision to be re-emitted (corrections, territory changes)."""
         if self.routed:
             ref = self.resolution.place_ref() or {}
-            return ("routed", self.structure, self.area, self.mediator_id, ref.get("code"))
+            return routed_signature(self.structure, self.area, self.mediator_id, ref.get("code"))
         return ("unroutable", self.reason_code, self.structure, self.area)
+
+
+def routed_signature(structure: str | None, area: str | None, mediator_id: str | None,
+                     place_code: str | None) -> tuple:
+    """The signature of a routed decision, automatic or by hand (compared across both)."""
+    return ("routed", structure, area, mediator_id, place_code)
 
 
 def place_ref(p: Place | dict[str, str]) -> PlaceRef:

@@ -41,8 +41,10 @@ from .decide import (
     Decision,
     candidates_payload,
     finish,
+    place_ref,
     plan,
     routed_payload,
+    routed_signature,
     unroutable_payload,
 )
 from .territory import StructureVersion, TerritoryError, TerritoryHistory
@@ -322,7 +324,7 @@ class RoutingStore:
             place=place, decision=RoutingDecision(
                 rule="manual", territory_version=sv.version, score=None, manual=True,
                 assignment_reason=reason, assigned_by=assigned_by, trigger="manual"))
-        sig = ["routed", sv.structure, area, mediator_id, place.code]
+        sig = list(routed_signature(sv.structure, area, mediator_id, place.code))
         await conn.execute(
             "UPDATE referrals SET status = 'routed', structure = $2, area = $3, mediator_id = $4, "
             "place_code = $5, signature = $6::jsonb, decision = $7::jsonb, manual = true, "
@@ -342,7 +344,7 @@ def _manual_place(sv: StructureVersion, area: str, place_code: str | None,
         p = sv.place(place_code)
         if p is None or p.area != area:
             raise ValueError("place_code: not a place of that area")
-        return PlaceRef(kind=p.kind, code=p.code, name=p.name, department=p.department)
+        return place_ref(p)
     cands = orjson.loads(candidates_json) if isinstance(candidates_json, str) else candidates_json
     in_area = [c for c in cands or [] if c.get("structure") == sv.structure and c.get("area") == area]
     if len(in_area) == 1:
