@@ -96,3 +96,40 @@ async def test_a_poison_event_in_a_replayed_batch_is_dead_lettered_alone(setting
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'dlq'") == 1
         assert await pool.fetchval("SELECT sum(events) FROM freshness") == 10
 
+
+async def test_the_latest_routing_decision_wins_in_any_order(settings_for):
+    """A referral found unroutable, then routed by hand, then re-routed to another sector:
+    whatever the arrival order, its row holds the latest decision's columns together."""
+    import itertools
+
+    from mediation_schemas import referrals as rf
+
+    settings = settings_for("reporting")
+    st = scenario.Story("rerouted")
+    place = rf.PlaceRef(kind="commune", code="30140", name="Lasalle")
+    decision = rf.RoutingDecision(rule="manual", territory_version=1)
+    orders = list(itertools.permutations(range(4)))
+    for n, order in enumerate(orders):
+        core = st.core(f"R{n}", scenario.t(3, 2), "msp", [scenario.Motive.access_to_rights])
+        events = [
+            (rf.ReferralAccepted(referral=core), scenario.t(3, 2)),
+            (rf.ReferralUnroutable(referral=core, reason_code="outside_territory",
+                                   reason="hors territoire", structure=scenario.S), scenario.t(3, 2, 9)),
+            (rf.ReferralRouted(referral=core, structure=scenario.S, area="vb", mediator_id="m1",
+                               place=place, decision=decision), scenario.t(3, 2, 10)),
+            (rf.ReferralRouted(referral=core, structure=scenario.S, area="sh", mediator_id="m2",
+                               place=place, decision=decision), scenario.t(3, 2, 11)),
+        ]
+        for i in order:
+            payload, at = events[i]
+            topic = "referrals_intake" if i == 0 else "routing_decisions"
+            st.add(topic, core.referral_id, payload, at)
+    async with scratch(settings, "rr") as (pool, c):
+        for i, item in enumerate(st.items):  # one event per batch: the order is kept
+            await apply_batch(pool, c, [record(settings, i, *item)])
+        assert c.stats.processed == len(st.items)
+        rows = {tuple(r) for r in await pool.fetch(
+            "SELECT routing_status, structure, area, mediator_id, unroutable_reason, routing_at "
+            "FROM referrals")}
+        assert await pool.fetchval("SELECT count(*) FROM referrals") == len(orders)
+        assert rows == {("routed", scenario.S, "sh", "m2", None, scenario.t(3, 2, 11))}

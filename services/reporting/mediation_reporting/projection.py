@@ -74,6 +74,10 @@ ON CONFLICT (referral_key) DO UPDATE SET
     revision = greatest(r.revision, EXCLUDED.revision)
 """
 
+# the routing decision's columns move together: the latest decision (business time, then
+# status) wins, whatever the arrival order; one guard for all of them
+_ROUTING_NEWER = ("(r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) "
+                  ">= (r.routing_at, r.routing_status))")
 _ROUTING_UPSERT = """
 INSERT INTO referrals AS r (referral_key, referral_id, env_structure, source_system, referrer_kind,
     referrer_profession, received_at, revision, motives, urgency,
@@ -91,18 +95,13 @@ ON CONFLICT (referral_key) DO UPDATE SET
     motives = CASE WHEN EXCLUDED.revision > r.revision THEN EXCLUDED.motives ELSE coalesce(r.motives, EXCLUDED.motives) END,
     urgency = CASE WHEN EXCLUDED.revision > r.revision THEN EXCLUDED.urgency ELSE coalesce(r.urgency, EXCLUDED.urgency) END,
     revision = greatest(r.revision, EXCLUDED.revision),
-    routing_status = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
-                          THEN EXCLUDED.routing_status ELSE r.routing_status END,
-    structure = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
-                     THEN EXCLUDED.structure ELSE r.structure END,
-    area = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
-                THEN EXCLUDED.area ELSE r.area END,
-    mediator_id = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
-                       THEN EXCLUDED.mediator_id ELSE r.mediator_id END,
-    unroutable_reason = CASE WHEN r.routing_at IS NULL OR (EXCLUDED.routing_at, EXCLUDED.routing_status) >= (r.routing_at, r.routing_status)
-                             THEN EXCLUDED.unroutable_reason ELSE r.unroutable_reason END,
+    routing_status = CASE WHEN {newer} THEN EXCLUDED.routing_status ELSE r.routing_status END,
+    structure = CASE WHEN {newer} THEN EXCLUDED.structure ELSE r.structure END,
+    area = CASE WHEN {newer} THEN EXCLUDED.area ELSE r.area END,
+    mediator_id = CASE WHEN {newer} THEN EXCLUDED.mediator_id ELSE r.mediator_id END,
+    unroutable_reason = CASE WHEN {newer} THEN EXCLUDED.unroutable_reason ELSE r.unroutable_reason END,
     routing_at = greatest(r.routing_at, EXCLUDED.routing_at)
-"""
+""".replace("{newer}", _ROUTING_NEWER)
 
 
 async def referral_accepted(ctx: HandlerContext, p: rf.ReferralAccepted) -> None:
