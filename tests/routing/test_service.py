@@ -273,6 +273,10 @@ async def test_territory_change_reroutes_open_referrals_only(routing, client):
     assert dlq[0]["reason_code"] == "invalid_territory"
     assert "mediators[0].area" in dlq[0]["reason"]
     assert await routing.pool.fetchval("SELECT max(version) FROM territory_versions") == 2
+    # version numbers handed out for publication: above the stored ones, never twice
+    async with routing.pool.acquire() as conn:
+        allocate = routing.routing_store.allocate_version
+        assert [await allocate(conn, "cpts-ecm"), await allocate(conn, "cpts-ecm")] == [3, 4]
 
 
 async def test_leave_windows_fall_back_then_reach_the_coordinator(routing, client):

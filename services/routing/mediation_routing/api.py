@@ -113,12 +113,7 @@ def router(svc: Service, store: RoutingStore) -> APIRouter:
             raise HTTPException(422, detail={"field": "territory.structure",
                                              "message": "must be the structure of the URL"})
         async with pool().acquire() as conn, conn.transaction():
-            stored = await store.next_version(conn, structure)
-            version = await conn.fetchval(
-                "INSERT INTO territory_counters(structure, last_version) VALUES ($1, $2) "
-                "ON CONFLICT (structure) DO UPDATE SET last_version = "
-                "greatest(territory_counters.last_version + 1, EXCLUDED.last_version) "
-                "RETURNING last_version", structure, stored)
+            version = await store.allocate_version(conn, structure)
             await svc.outbox.add(conn, TerritoryChanged(
                 structure=structure, territory_version=version,
                 effective_from=body.effective_from, territory=body.territory,

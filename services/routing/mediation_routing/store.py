@@ -125,9 +125,16 @@ class RoutingStore:
         self._refreshed_at = float("-inf")
         return True
 
-    async def next_version(self, conn: asyncpg.Connection, structure: str) -> int:
-        return int(await conn.fetchval("SELECT coalesce(max(version), 0) + 1 FROM "
-                                       "territory_versions WHERE structure = $1", structure))
+    @staticmethod
+    async def allocate_version(conn: asyncpg.Connection, structure: str) -> int:
+        """The number of a version about to be published: above every stored version and
+        every number already handed out (two publications never share one)."""
+        return int(await conn.fetchval(
+            "INSERT INTO territory_counters(structure, last_version) "
+            "SELECT $1, coalesce(max(version), 0) + 1 FROM territory_versions WHERE structure = $1 "
+            "ON CONFLICT (structure) DO UPDATE SET last_version = "
+            "greatest(territory_counters.last_version + 1, EXCLUDED.last_version) "
+            "RETURNING last_version", structure))
 
     # ------------------------------------------------------------------ loads
     @staticmethod
