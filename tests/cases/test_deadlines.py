@@ -4,14 +4,21 @@ inactive cases flagged."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 from datetime import UTC, datetime
 
 import pytest
+from mediation_cases import deadlines
 from mediation_cases.deadlines import scan_once
 from mediation_cases.opening import case_id_for_referral
+from mediation_cases.service import build
+from mediation_core.settings import from_env
 
 from tests.conftest import eventually
 
+from .conftest import TEST_CONFIG
 from .support import COORDINATOR, MEDIATOR_A, MEDIATOR_B, person, routed_referral
 
 pytestmark = pytest.mark.stack
@@ -119,3 +126,19 @@ async def test_reminder_then_escalation_then_inactivity(cases_svc, client, watch
                                  headers=MEDIATOR_A)).json()
     assert {n["resolved_by"] for n in resolved} == {"system:first_contact", "system:activity"}
     assert len(watch.events("FirstContactOverdue")) == 2
+
+
+async def test_the_watcher_survives_a_failed_scan_and_ends_when_the_service_stops(caplog):
+    """Not started, the service has no database: every scan fails. The watcher logs it and
+    waits for the next round (an hour here), and leaves that wait as soon as the service
+    says it is stopping, by itself (not cancelled)."""
+    caplog.set_level(logging.WARNING, logger="mediation_cases.deadlines")
+    svc = build(from_env("cases"), config=dataclasses.replace(TEST_CONFIG, scan_interval=3600))
+    task = asyncio.create_task(deadlines.watcher(svc.deps)(svc))
+    await eventually(lambda: any(r.getMessage() == "deadline scan failed"
+                                 for r in caplog.records), 60, what="a failed scan logged")
+    assert not task.done()
+    svc.stopping.set()
+    await asyncio.wait_for(task, 60)
+    assert not task.cancelled() and task.result() is None
+    assert [r.getMessage() for r in caplog.records].count("deadline scan failed") == 1

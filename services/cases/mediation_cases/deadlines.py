@@ -9,6 +9,7 @@ one transaction; rows are claimed with SKIP LOCKED so several instances may scan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -20,39 +21,38 @@ from .context import Deps
 log = logging.getLogger(__name__)
 
 
+async def _claim(conn, *, mark: str, when: str, order: str, now, threshold,
+                 limit: int) -> list:
+    """Set ``mark`` to now on the open cases, not marked yet, that match ``when`` ($2 is
+    ``threshold``), at most ``limit`` of them, and return them in ``order``. One statement:
+    claim and mark together; rows another instance holds are skipped."""
+    rows = await conn.fetch(
+        f"UPDATE cases SET {mark} = $1 WHERE case_id IN (SELECT case_id FROM cases "
+        f"WHERE status = 'open' AND {mark} IS NULL AND {when} ORDER BY {order} LIMIT $3 "
+        "FOR UPDATE SKIP LOCKED) RETURNING *", now, threshold, limit)
+    return sorted(rows, key=lambda r: r[order])
+
+
 async def scan_once(deps: Deps, *, limit: int = 500) -> dict[str, int]:
     now = deps.clock()
     counts = {"reminders": 0, "escalations": 0, "inactive": 0}
     async with deps.db().acquire() as conn, conn.transaction():
         emit = deps.outbox_emit(conn)
-        reminders = await conn.fetch(
-            "SELECT * FROM cases WHERE status = 'open' AND first_contact_at IS NULL "
-            "AND reminder_sent_at IS NULL AND first_contact_due <= $1 "
-            "ORDER BY first_contact_due LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
-        for r in reminders:
-            await conn.execute("UPDATE cases SET reminder_sent_at = $2 WHERE case_id = $1",
-                               r["case_id"], now)
-            await _overdue(deps, conn, emit, r, level="reminder", due=r["first_contact_due"],
-                           now=now)
+        for r in await _claim(conn, mark="reminder_sent_at",
+                              when="first_contact_at IS NULL AND first_contact_due <= $2",
+                              order="first_contact_due", now=now, threshold=now, limit=limit):
+            await _overdue(deps, conn, emit, r, level="reminder", now=now)
             counts["reminders"] += 1
-        escalations = await conn.fetch(
-            "SELECT * FROM cases WHERE status = 'open' AND first_contact_at IS NULL "
-            "AND reminder_sent_at IS NOT NULL AND escalated_at IS NULL AND escalation_due <= $1 "
-            "ORDER BY escalation_due LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
-        for r in escalations:
-            await conn.execute("UPDATE cases SET escalated_at = $2 WHERE case_id = $1",
-                               r["case_id"], now)
-            await _overdue(deps, conn, emit, r, level="escalation", due=r["first_contact_due"],
-                           now=now)
+        for r in await _claim(conn, mark="escalated_at",
+                              when="first_contact_at IS NULL AND reminder_sent_at IS NOT NULL "
+                                   "AND escalation_due <= $2",
+                              order="escalation_due", now=now, threshold=now, limit=limit):
+            await _overdue(deps, conn, emit, r, level="escalation", now=now)
             counts["escalations"] += 1
         cutoff = now - timedelta(days=deps.config.inactivity_days)
-        inactive = await conn.fetch(
-            "SELECT * FROM cases WHERE status = 'open' AND inactive_flagged_at IS NULL "
-            "AND last_activity_at <= $1 ORDER BY last_activity_at LIMIT $2 "
-            "FOR UPDATE SKIP LOCKED", cutoff, limit)
-        for r in inactive:
-            await conn.execute("UPDATE cases SET inactive_flagged_at = $2 WHERE case_id = $1",
-                               r["case_id"], now)
+        for r in await _claim(conn, mark="inactive_flagged_at", when="last_activity_at <= $2",
+                              order="last_activity_at", now=now, threshold=cutoff,
+                              limit=limit):
             days = (now - r["last_activity_at"]).days
             await store.add_timeline(conn, case_id=r["case_id"], at=now, recorded_at=now,
                                      kind="inactivity_flagged", actor="system",
@@ -73,32 +73,31 @@ async def scan_once(deps: Deps, *, limit: int = 500) -> dict[str, int]:
     return counts
 
 
-async def _overdue(deps: Deps, conn, emit, r, *, level: str, due, now) -> None:
-    to_coordinator = level == "escalation"
+async def _overdue(deps: Deps, conn, emit, r, *, level: str, now) -> None:
+    """The first contact is overdue: a reminder to the case's mediator, or an escalation to
+    the structure's coordinators."""
+    due = r["first_contact_due"]
     days = deps.config.first_contact_days(r["urgency"])
+    notify_role, notify_id = (("coordinator", None) if level == "escalation"
+                              else ("mediator", r["mediator_id"]))
     await store.add_timeline(conn, case_id=r["case_id"], at=now, recorded_at=now,
                              kind=f"first_contact_overdue_{level}", actor="system",
                              details={"due_at": due.isoformat(), "working_days": days,
-                                      "notify_role": "coordinator" if to_coordinator
-                                      else "mediator"})
-    await store.add_notice(conn, r, kind=f"first_contact_{level}",
-                           notify_role="coordinator" if to_coordinator else "mediator",
-                           notify_id=None if to_coordinator else r["mediator_id"], due_at=due,
-                           now=now)
+                                      "notify_role": notify_role})
+    await store.add_notice(conn, r, kind=f"first_contact_{level}", notify_role=notify_role,
+                           notify_id=notify_id, due_at=due, now=now)
     await emit(FirstContactOverdue(
-        case=store.case_ref(r), level=level,
-        notify_role="coordinator" if to_coordinator else "mediator",
-        notify_id=None if to_coordinator else r["mediator_id"], opened_at=r["opened_at"],
-        due_at=due, working_days=days, detected_at=now),
+        case=store.case_ref(r), level=level, notify_role=notify_role, notify_id=notify_id,
+        opened_at=r["opened_at"], due_at=due, working_days=days, detected_at=now),
         topic=deps.topics.cases, key=str(r["case_id"]), structure=r["structure"],
         correlation_id=r["correlation_id"])
 
 
 def watcher(deps: Deps):
-    """The background task for ``Service.background``: scan, sleep, until the service stops."""
+    """The background task for ``Service.background``: scan, wait, until the service stops."""
 
     async def run(svc) -> None:
-        while True:
+        while not svc.stopping.is_set():
             try:
                 await scan_once(deps)
             except asyncio.CancelledError:
@@ -106,11 +105,6 @@ def watcher(deps: Deps):
             except Exception as exc:  # transient (database restart...): next round
                 log.warning("deadline scan failed", extra={"fields": {
                     "exc_type": type(exc).__name__}})
-            waited = 0.0
-            while waited < deps.config.scan_interval:
-                step = min(0.2, deps.config.scan_interval - waited)
-                await asyncio.sleep(step)
-                waited += step
-                if not getattr(svc, "_ready", True):
-                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(svc.stopping.wait(), deps.config.scan_interval)
     return run
