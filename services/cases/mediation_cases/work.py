@@ -477,17 +477,22 @@ async def report_dysfunction(deps: Deps, caller: Caller, case_id: uuid.UUID,
     return await _mutate(deps, caller, case_id, version, change, command="dysfunction")
 
 
-async def report_observed_dysfunction(deps: Deps, caller: Caller,
-                                      req: m.ObservedDysfunctionRequest) -> m.DysfunctionOut:
+def _filed_under(caller: Caller, area: str | None) -> tuple[str, str | None]:
+    """Structure and area of a record that is not about one case (an observed dysfunction, a
+    collective action): a mediator's own area, from the token; a coordinator's choice."""
     if caller.role == "mediator":
-        if req.area not in (None, caller.area):
-            raise Violation("out_of_scope", "a mediator reports for their own area; leave area "
+        if area not in (None, caller.area):
+            raise Violation("out_of_scope", "a mediator records for their own area; leave area "
                             "empty", "area", status=403)
         area = caller.area
-    else:
-        area = req.area
     if not caller.structure:
         raise Violation("out_of_scope", "your token carries no structure", None, status=403)
+    return caller.structure, area
+
+
+async def report_observed_dysfunction(deps: Deps, caller: Caller,
+                                      req: m.ObservedDysfunctionRequest) -> m.DysfunctionOut:
+    structure, area = _filed_under(caller, req.area)
     now = deps.clock()
     did = uuid.uuid4()
     with observe.tracer().start_as_current_span(
@@ -497,16 +502,16 @@ async def report_observed_dysfunction(deps: Deps, caller: Caller,
                 "INSERT INTO dysfunctions(dysfunction_id, case_id, structure, area, category, "
                 "urgency, concerned, observed_on, reported_at, reported_by, consent_named) "
                 "VALUES ($1,NULL,$2,$3,$4,$5,$6,$7,$8,$9,false)",
-                did, caller.structure, area, req.category.value, req.urgency.value,
+                did, structure, area, req.category.value, req.urgency.value,
                 req.concerned, req.observed_on, now, caller.sub)
             await deps.outbox.add(conn, DysfunctionReported(
-                dysfunction_id=did, case_id=None, structure=caller.structure, area=area,
+                dysfunction_id=did, case_id=None, structure=structure, area=area,
                 category=req.category, urgency=req.urgency, concerned=req.concerned,
                 commune=req.commune, description=req.description, observed_on=req.observed_on,
                 reported_at=now), topic=deps.topics.dysfunctions, key=str(did),
-                correlation_id=f"dysfunction:{did}", structure=caller.structure)
+                correlation_id=f"dysfunction:{did}", structure=structure)
     observe.COMMANDS.labels("observed_dysfunction", "ok").inc()
-    return m.DysfunctionOut(dysfunction_id=did, structure=caller.structure, area=area,
+    return m.DysfunctionOut(dysfunction_id=did, structure=structure, area=area,
                             category=req.category.value, urgency=req.urgency.value,
                             reported_at=now)
 
@@ -650,36 +655,25 @@ async def open_case(deps: Deps, caller: Caller, req: m.OpenCaseRequest) -> m.Cas
 
 async def record_collective(deps: Deps, caller: Caller,
                             req: m.CollectiveActionRequest) -> m.CollectiveActionOut:
-    if caller.role == "mediator":
-        if req.area not in (None, caller.area):
-            raise Violation("out_of_scope", "a mediator records collective actions of their own "
-                            "area; leave area empty", "area", status=403)
-        area = caller.area
-    else:
-        area = req.area
-    if not caller.structure:
-        raise Violation("out_of_scope", "your token carries no structure", None, status=403)
+    structure, area = _filed_under(caller, req.area)
     now = deps.clock()
     cid = uuid.uuid4()
-    axis = rules.COLLECTIVE_AXIS[req.kind]
     out = m.CollectiveActionOut(
-        collective_action_id=cid, structure=caller.structure, area=area, kind=req.kind,
-        axis=axis, theme=req.theme, held_on=req.held_on, place=req.place,
-        partners=req.partners, attendance=req.attendance, recorded_by=caller.sub,
-        recorded_at=now)
+        collective_action_id=cid, structure=structure, area=area, kind=req.kind,
+        axis=rules.COLLECTIVE_AXIS[req.kind], theme=req.theme, held_on=req.held_on,
+        place=req.place, partners=req.partners, attendance=req.attendance,
+        recorded_by=caller.sub, recorded_at=now)
     async with deps.db().acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO collective_actions(collective_action_id, structure, area, kind, theme, "
             "held_on, place, partners, attendance, recorded_by, recorded_at) VALUES "
             "($1,$2,$3,$4,$5,$6,$7,$8::jsonb,$9::jsonb,$10,$11)",
-            cid, caller.structure, area, req.kind, req.theme, req.held_on, req.place,
+            cid, structure, area, req.kind, req.theme, req.held_on, req.place,
             store.jdump(req.partners), store.jdump(req.attendance.model_dump()), caller.sub, now)
-        await deps.outbox.add(conn, CollectiveActionRecorded(
-            collective_action_id=cid, structure=caller.structure, area=area, kind=req.kind,
-            axis=axis, theme=req.theme, held_on=req.held_on, place=req.place,
-            partners=req.partners, attendance=req.attendance, recorded_by=caller.sub,
-            recorded_at=now), topic=deps.topics.cases, key=str(cid),
-            correlation_id=f"collective:{cid}", structure=caller.structure)
+        # the event is the record as answered (same fields)
+        await deps.outbox.add(conn, CollectiveActionRecorded(**dict(out)),
+                              topic=deps.topics.cases, key=str(cid),
+                              correlation_id=f"collective:{cid}", structure=structure)
     return out
 
 
