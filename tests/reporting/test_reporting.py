@@ -82,6 +82,15 @@ async def settle(svc, n: int) -> None:
     assert c.stats.dead_lettered == 0
 
 
+async def started_with_the_year(services, settings):
+    """A running service that has consumed the scripted year once."""
+    svc = await services(settings)
+    story = scenario.build()
+    await send(settings, story.items)
+    await settle(svc, len(story.items))
+    return svc, story
+
+
 async def one(pool, sql: str, *args) -> dict:
     rows = await pool.fetch(sql, *args)
     assert len(rows) == 1, (sql, args, rows)
@@ -173,10 +182,7 @@ async def check_hand_computed(pool) -> None:
 
 async def test_scripted_year_duplicates_reordering_and_replay(settings_for, services, pg, caplog):
     settings = settings_for("reporting")
-    svc = await services(settings)
-    story = scenario.build()
-    await send(settings, story.items)
-    await settle(svc, len(story.items))
+    svc, story = await started_with_the_year(services, settings)
     await check_hand_computed(svc.pool)
     before = await dump(svc.pool)
 
@@ -266,10 +272,7 @@ def pdf_streams(data: bytes) -> list[bytes]:
 
 async def test_roles_masking_exports_and_yearly_report(settings_for, services, pg, tmp_path):
     settings = settings_for("reporting")
-    svc = await services(settings)
-    story = scenario.build()
-    await send(settings, story.items)
-    await settle(svc, len(story.items))
+    svc, _story = await started_with_the_year(services, settings)
     threshold = 3
     masked = await publish.publish(svc.pool, threshold)
     assert masked["pub_activite"] > 0
