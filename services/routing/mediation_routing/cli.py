@@ -14,38 +14,33 @@ import json
 import sys
 from datetime import date
 
-import orjson
-
 from . import territory as terr
 from .decide import cli_view, decide
 
 
 async def _from_db(wait_s: float = 3.0) -> tuple[terr.TerritoryHistory, dict[str, int]] | None:
+    """The service's own store read on the routing schema; None if there is nothing to read."""
     try:
         import asyncpg
         from mediation_core import db
         from mediation_core.settings import from_env
 
+        from .store import RoutingStore
+
         s = from_env("routing")
-        db.check_ident(s.schema)
-        conn = await asyncio.wait_for(asyncpg.connect(s.database_url, timeout=wait_s), wait_s)
+        conn = await asyncio.wait_for(asyncpg.connect(
+            s.database_url, timeout=wait_s,
+            server_settings={"search_path": db.check_ident(s.schema)}), wait_s)
     except Exception:
         return None
     try:
-        exists = await conn.fetchval("SELECT to_regclass($1)", f"{s.schema}.territory_versions")
-        if not exists:
+        if not await conn.fetchval("SELECT to_regclass('territory_versions')"):
             return None
-        rows = await conn.fetch(f"SELECT structure, version, effective_from, document "
-                                f"FROM {s.schema}.territory_versions")
-        if not rows:
+        store = RoutingStore()
+        await store.refresh(conn)
+        if not store.history.structures():
             return None
-        hist = terr.TerritoryHistory([
-            terr.from_document(orjson.loads(r["document"]), version=r["version"],
-                               effective_from=r["effective_from"]) for r in rows])
-        loads = {r["mediator_id"]: r["n"] for r in await conn.fetch(
-            f"SELECT mediator_id, count(*) AS n FROM {s.schema}.referrals WHERE status = 'routed' "
-            "AND NOT closed AND mediator_id IS NOT NULL GROUP BY 1")}
-        return hist, loads
+        return store.history, await store.loads(conn)
     except Exception:
         return None
     finally:
