@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException
 from mediation_core.auth import Caller, current_caller, require_role
 
-from . import catalog
+from . import catalog, setup
 
 
 def router(svc) -> APIRouter:
@@ -28,9 +28,7 @@ def router(svc) -> APIRouter:
         raw = view.startswith("v_")
         if raw and caller.role not in ("coordinator", "admin"):
             raise HTTPException(403, detail="raw views are for coordinators; use the pub_* views")
-        cols = [c["attname"] for c in await svc.pool.fetch(
-            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
-            "AND NOT attisdropped ORDER BY attnum", view)]
+        cols = await setup.columns(svc.pool, view)
         if "structure" in cols and caller.role != "admin":
             rows = await svc.pool.fetch(f"SELECT * FROM {view} WHERE structure = $1",
                                         caller.structure)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from . import setup
 from .secrecy import Link, TableSpec, apply_many, revealing_links, single_masked_constraints
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,7 @@ async def _release(conn: asyncpg.Connection, threshold: int, now: datetime) -> d
     seen = await events_applied(conn)
     raw: dict[str, tuple[list[str], list[dict]]] = {}
     for name, (view, _spec) in SPECS.items():
-        cols = [r["attname"] for r in await conn.fetch(
-            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
-            "AND NOT attisdropped ORDER BY attnum", view)]
+        cols = await setup.columns(conn, view)
         where = " WHERE niveau <> 'mediateur'" if "niveau" in cols else ""
         rows = [dict(r) for r in await conn.fetch(f"SELECT * FROM {view}{where}")]
         rows.sort(key=_sort_key)

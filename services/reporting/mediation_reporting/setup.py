@@ -47,11 +47,12 @@ async def relations(conn: asyncpg.Connection, schema: str) -> dict[str, str]:
     return {r["relname"]: r["relkind"] for r in rows}
 
 
-async def columns(conn: asyncpg.Connection, schema: str, rel: str) -> list[str]:
+async def columns(conn: asyncpg.Connection | asyncpg.Pool, rel: str) -> list[str]:
+    """Column names of a table or view, in order; ``rel`` as the search path finds it, or
+    schema-qualified."""
     return [r["attname"] for r in await conn.fetch(
-        "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 "
-        "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", schema, rel)]
+        "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 "
+        "AND NOT attisdropped ORDER BY attnum", rel)]
 
 
 def _lit(text: str) -> str:
@@ -73,7 +74,7 @@ async def apply(conn: asyncpg.Connection, schema: str, role_schema: str | None =
         for v in views:
             title, labels = catalog.view_doc(v)
             await conn.execute(f"COMMENT ON VIEW {schema}.{v} IS {_lit(title)}")
-            for c in await columns(conn, schema, v):
+            for c in await columns(conn, f"{schema}.{v}"):
                 if c in labels:
                     await conn.execute(f"COMMENT ON COLUMN {schema}.{v}.{c} IS {_lit(labels[c])}")
     # roles are cluster-wide: outside the transaction, idempotent
@@ -117,7 +118,7 @@ async def view_columns_from_scratch(database_url: str | None = None) -> dict[str
         await db.migrate(pool, schema, MIGRATIONS)
         async with pool.acquire() as conn:
             rels = await relations(conn, schema)
-            return {v: await columns(conn, schema, v) for v, k in rels.items()
+            return {v: await columns(conn, f"{schema}.{v}") for v, k in rels.items()
                     if k == "v" and (v.startswith("v_") or v.startswith("pub_"))}
     finally:
         await pool.execute(f"DROP SCHEMA {schema} CASCADE")
