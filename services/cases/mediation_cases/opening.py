@@ -32,26 +32,29 @@ async def lock_person(conn: asyncpg.Connection, structure: str, person_ref: str 
                            f"{structure}|{person_ref}")
 
 
+def first_contact_deadlines(deps: Deps, start: datetime, urgency: str
+                            ) -> tuple[datetime, datetime]:
+    """When the first contact is due, and when its absence goes to the coordinator."""
+    days = deps.config.first_contact_days(urgency)
+    return (calendar.deadline(start, days),
+            calendar.deadline(start, days + deps.config.escalation_working_days))
+
+
 async def insert_case(deps: Deps, conn: asyncpg.Connection, *, case_id: uuid.UUID,
                       structure: str, area: str, mediator_id: str, origin: CaseOrigin,
                       person_ref: str | None, sealed: dict | None, motives: list[dict],
                       urgency: str, interpreter_needed: bool, language: str | None,
                       commune: str | None, correlation_id: str, now: datetime,
-                      first_contact_at: datetime | None = None,
-                      first_contact_channel: str | None = None) -> None:
-    days = deps.config.first_contact_days(urgency)
-    due = calendar.deadline(now, days)
-    esc = calendar.deadline(now, days + deps.config.escalation_working_days)
+                      contact_attempts: int = 0) -> None:
+    due, esc = first_contact_deadlines(deps, now, urgency)
     await conn.execute(
         "INSERT INTO cases(case_id, structure, area, mediator_id, origin, person_ref, sealed, "
         "motives, urgency, interpreter_needed, language, commune, correlation_id, opened_at, "
-        "first_contact_due, escalation_due, last_activity_at, first_contact_at, "
-        "first_contact_channel) VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8::jsonb,$9,$10,$11,$12,"
-        "$13,$14,$15,$16,$14,$17,$18)",
+        "first_contact_due, escalation_due, last_activity_at, contact_attempts) VALUES ($1,$2,"
+        "$3,$4,$5,$6,$7::jsonb,$8::jsonb,$9,$10,$11,$12,$13,$14,$15,$16,$14,$17)",
         case_id, structure, area, mediator_id, origin.value, person_ref,
         store.jdump(sealed) if sealed is not None else None, store.jdump(motives), urgency,
-        interpreter_needed, language, commune, correlation_id, now, due, esc,
-        first_contact_at, first_contact_channel)
+        interpreter_needed, language, commune, correlation_id, now, due, esc, contact_attempts)
 
 
 async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
@@ -108,13 +111,10 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
             opened_at=row["opened_at"], attached_to_existing=True),
             topic=deps.topics.cases, key=str(case_id), structure=row["structure"],
             correlation_id=correlation_id)
-        ref = await conn.fetchrow("SELECT * FROM case_referrals WHERE referral_id = $1",
-                                  r.referral_id)
+        ref = _referral_view(p, correlation_id)
         await feedback.send(deps, conn, emit, ref, status="received", now=now,
                             structure=row["structure"])
         if row["first_contact_at"] is not None:  # the person is already followed
-            ref = await conn.fetchrow("SELECT * FROM case_referrals WHERE referral_id = $1",
-                                      r.referral_id)
             await feedback.send(deps, conn, emit, ref, status="in_progress", now=now,
                                 structure=row["structure"])
         return d.action
@@ -184,9 +184,7 @@ async def _open_from_referral(deps: Deps, conn: asyncpg.Connection, p: ReferralR
     """The case, its referral and the first timeline entry in one statement (the hot path:
     one round trip instead of three)."""
     r = p.referral
-    days = deps.config.first_contact_days(r.urgency.value)
-    due = calendar.deadline(now, days)
-    esc = calendar.deadline(now, days + deps.config.escalation_working_days)
+    due, esc = first_contact_deadlines(deps, now, r.urgency.value)
     motives_json = store.jdump(motives)
     await conn.execute(
         "WITH c AS (INSERT INTO cases(case_id, structure, area, mediator_id, origin, person_ref, "
@@ -245,9 +243,8 @@ async def _refresh_from_referrals(deps: Deps, conn: asyncpg.Connection, row: asy
     urgency = rules.merge_urgency(urgency, row["urgency"])
     due, esc = row["first_contact_due"], row["escalation_due"]
     if urgency != row["urgency"] and row["first_contact_at"] is None:
-        days = deps.config.first_contact_days(urgency)
-        due = min(due, calendar.deadline(now, days))
-        esc = min(esc, calendar.deadline(now, days + deps.config.escalation_working_days))
+        new_due, new_esc = first_contact_deadlines(deps, now, urgency)
+        due, esc = min(due, new_due), min(esc, new_esc)
     await conn.execute(
         "UPDATE cases SET motives = $2::jsonb, urgency = $3, first_contact_due = $4, "
         "escalation_due = $5 WHERE case_id = $1",

@@ -635,8 +635,7 @@ async def open_case(deps: Deps, caller: Caller, req: m.OpenCaseRequest) -> m.Cas
             mediator_id=mediator_id, origin=CaseOrigin(req.origin), person_ref=person_ref,
             sealed=sealed.model_dump(mode="json"), motives=motives, urgency=req.urgency.value,
             interpreter_needed=req.interpreter_needed, language=req.language,
-            commune=req.commune, correlation_id=correlation_id, now=now)
-        await conn.execute("UPDATE cases SET contact_attempts = 1 WHERE case_id = $1", case_id)
+            commune=req.commune, correlation_id=correlation_id, now=now, contact_attempts=1)
         row = await store.get_case(conn, case_id)
         emit = deps.outbox_emit(conn)
         await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
