@@ -14,16 +14,16 @@ import asyncpg
 from mediation_schemas.cases import ReferralStatusChanged
 from mediation_schemas.vocab import ClosureReason
 
-from . import rules
+from . import rules, store
 from .context import Deps, Emit
 
 
-async def send(deps: Deps, conn: asyncpg.Connection, emit: Emit, ref: asyncpg.Record, *,
+async def send(deps: Deps, conn: asyncpg.Connection, emit: Emit, ref: asyncpg.Record | dict, *,
                status: str, now: datetime, structure: str,
                reason: ClosureReason | None = None, record: bool = True) -> bool:
     if not rules.feedback_allowed(status, ref["consent_share"]):
         return False
-    if ref["last_feedback"] == status and status != "in_progress":
+    if ref["last_feedback"] == status:  # the referrer knows already
         return False
     outcome = rules.coarse_outcome(reason) if (status == "closed" and reason) else None
     await emit(ReferralStatusChanged(
@@ -42,10 +42,7 @@ async def send_all(deps: Deps, conn: asyncpg.Connection, emit: Emit, case_id: uu
                    status: str, now: datetime, structure: str,
                    reason: ClosureReason | None = None) -> int:
     n = 0
-    for ref in await conn.fetch("SELECT * FROM case_referrals WHERE case_id = $1 "
-                                "ORDER BY attached_at, referral_id", case_id):
-        if status == "in_progress" and ref["last_feedback"] == "in_progress":
-            continue
+    for ref in await store.referrals_of(conn, case_id):
         n += await send(deps, conn, emit, ref, status=status, now=now, structure=structure,
                         reason=reason)
     return n
