@@ -94,6 +94,26 @@ def test_invalid_territory_documents_are_refused_with_the_field():
         terr.from_document(doc, version=2, effective_from=D)
 
 
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda d: d["places"][0].update(postcodes="30140"), r"places\[0\]\.postcodes"),
+    (lambda d: d["places"][0].update(aliases=[3]), r"places\[0\]\.aliases"),
+    (lambda d: d["places"][0].update(numbers=["a", "b"]), r"places\[0\]\.numbers"),
+    (lambda d: d["places"][0].update(numbers=[9, 1]), r"places\[0\]\.numbers"),
+    (lambda d: d["places"][0].update(numbers=5), r"places\[0\]\.numbers"),
+    (lambda d: d["mediators"][0].update(capacity=True), r"mediators\[0\]\.capacity"),
+    (lambda d: d.update(places="Sauve"), r"territory\.places"),
+    (lambda d: d.update(coordinators="coord-1"), r"territory\.coordinators"),
+])
+def test_badly_shaped_fields_are_refused_not_misread(edit, field):
+    """A string where a list is expected is not read letter by letter; nothing raises
+    anything but a TerritoryError naming the field (a 422, or a dead letter, not a 500)."""
+    doc = terr.to_document(CPTS)
+    edit(doc)
+    with pytest.raises(terr.TerritoryError, match=field):
+        terr.from_document(doc, version=2, effective_from=D)
+
+
 def test_document_round_trip_is_stable():
     doc = terr.to_document(CPTS)
     again = terr.to_document(terr.from_document(doc, version=1, effective_from=CPTS.effective_from))

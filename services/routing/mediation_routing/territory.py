@@ -126,6 +126,35 @@ def _req(d: dict, key: str, where: str) -> Any:
     return d[key]
 
 
+def _list(d: dict, key: str, where: str) -> list:
+    v = d.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise TerritoryError(f"{where}.{key}: expected a list")
+    return v
+
+
+def _texts(d: dict, key: str, where: str) -> tuple[str, ...]:
+    v = _list(d, key, where)
+    if not all(isinstance(x, str) and x.strip() for x in v):
+        raise TerritoryError(f"{where}.{key}: expected a list of non-empty strings")
+    return tuple(v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _numbers(p: dict, where: str) -> tuple[int, int] | None:
+    nums = _list(p, "numbers", where)
+    if not nums:
+        return None
+    if len(nums) != 2 or not all(_int(n) for n in nums) or nums[0] > nums[1]:
+        raise TerritoryError(f"{where}.numbers: expected [first, last], two integers in order")
+    return nums[0], nums[1]
+
+
 def _date(v: Any, where: str) -> date:
     try:
         return v if isinstance(v, date) else date.fromisoformat(str(v))
@@ -139,7 +168,7 @@ def from_document(doc: dict[str, Any], *, version: int, effective_from: date) ->
         raise TerritoryError("territory: expected an object")
     structure = str(_req(doc, "structure", "territory"))
     areas = tuple(Area(id=str(_req(a, "id", f"areas[{i}]")), name=str(a.get("name") or a["id"]))
-                  for i, a in enumerate(doc.get("areas") or []))
+                  for i, a in enumerate(_list(doc, "areas", "territory")))
     if not areas:
         raise TerritoryError("territory.areas: at least one area is required")
     area_ids = {a.id for a in areas}
@@ -147,7 +176,7 @@ def from_document(doc: dict[str, Any], *, version: int, effective_from: date) ->
         raise TerritoryError("territory.areas: area ids must be unique")
     places = []
     seen = set()
-    for i, p in enumerate(doc.get("places") or []):
+    for i, p in enumerate(_list(doc, "places", "territory")):
         where = f"places[{i}]"
         area = str(_req(p, "area", where))
         if area not in area_ids:
@@ -156,27 +185,26 @@ def from_document(doc: dict[str, Any], *, version: int, effective_from: date) ->
         if code in seen:
             raise TerritoryError(f"{where}.code: duplicate place code")
         seen.add(code)
-        nums = p.get("numbers")
         places.append(Place(
             kind=str(p.get("kind") or "commune"), code=code, name=str(_req(p, "name", where)),
-            department=p.get("department") or doc.get("department"), postcodes=tuple(p.get("postcodes") or ()),
-            structure=structure, area=area, aliases=tuple(p.get("aliases") or ()),
-            hamlets=tuple(p.get("hamlets") or ()),
-            source_spellings=tuple(p.get("source_spellings") or ()), role="territory",
-            street=p.get("street"), numbers=(int(nums[0]), int(nums[1])) if nums else None,
+            department=p.get("department") or doc.get("department"),
+            postcodes=_texts(p, "postcodes", where), structure=structure, area=area,
+            aliases=_texts(p, "aliases", where), hamlets=_texts(p, "hamlets", where),
+            source_spellings=_texts(p, "source_spellings", where), role="territory",
+            street=p.get("street"), numbers=_numbers(p, where),
             city=p.get("city") or doc.get("city"),
         ))
     mediators = []
-    for i, m in enumerate(doc.get("mediators") or []):
+    for i, m in enumerate(_list(doc, "mediators", "territory")):
         where = f"mediators[{i}]"
         area = str(_req(m, "area", where))
         if area not in area_ids:
             raise TerritoryError(f"{where}.area: not one of the structure's areas")
         cap = m.get("capacity")
-        if cap is not None and (not isinstance(cap, int) or cap < 0):
+        if cap is not None and (not _int(cap) or cap < 0):
             raise TerritoryError(f"{where}.capacity: expected a non-negative integer")
         leaves = []
-        for j, lv in enumerate(m.get("leaves") or []):
+        for j, lv in enumerate(_list(m, "leaves", where)):
             s = _date(_req(lv, "from", f"{where}.leaves[{j}]"), f"{where}.leaves[{j}].from")
             e = _date(_req(lv, "to", f"{where}.leaves[{j}]"), f"{where}.leaves[{j}].to")
             if e < s:
@@ -190,7 +218,7 @@ def from_document(doc: dict[str, Any], *, version: int, effective_from: date) ->
         structure=structure, version=version, effective_from=effective_from,
         name=str(doc.get("name") or structure), kind=str(doc.get("kind") or "rural"),
         areas=areas, places=tuple(places), mediators=tuple(mediators),
-        coordinators=tuple(doc.get("coordinators") or ()), city=doc.get("city"), document=doc,
+        coordinators=_texts(doc, "coordinators", "territory"), city=doc.get("city"), document=doc,
     )
 
 
