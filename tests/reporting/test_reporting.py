@@ -6,6 +6,7 @@ the yearly report."""
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import uuid
 import zlib
@@ -14,6 +15,7 @@ from decimal import Decimal
 import asyncpg
 import httpx
 import pytest
+from mediation_core import telemetry
 from mediation_core.auth import issue_token
 from mediation_reporting import catalog, exports, publish, report, setup
 from mediation_reporting.replay import ReplayRefused, replay
@@ -180,7 +182,8 @@ async def check_hand_computed(pool) -> None:
     assert fr["evenement_le_plus_recent"] == scenario.t(5, 12)
 
 
-async def test_scripted_year_duplicates_reordering_and_replay(settings_for, services, pg, caplog):
+async def test_scripted_year_duplicates_reordering_and_replay(settings_for, services, pg, caplog, spans):
+    caplog.set_level(logging.INFO)
     settings = settings_for("reporting")
     svc, story = await started_with_the_year(services, settings)
     await check_hand_computed(svc.pool)
@@ -254,7 +257,14 @@ async def test_scripted_year_duplicates_reordering_and_replay(settings_for, serv
     for t in tables:
         text = str(await svc2.pool.fetch(f"SELECT * FROM {t['table_name']}"))
         assert "CANARY" not in text and "Cabinet X" not in text, t["table_name"]
-    assert "CANARY" not in caplog.text
+    # ... nor in a log line with its fields, nor in a span (caplog.text alone shows no fields)
+    formatter = telemetry.JsonFormatter("reporting")
+    lines = [formatter.format(r) for r in caplog.records]
+    assert any("read models rebuilt" in x for x in lines), "the service's logs were captured"
+    assert not [x for x in lines if "CANARY" in x]
+    finished = spans.get_finished_spans()
+    assert finished, "spans were recorded"
+    assert not [sp.name for sp in finished if "CANARY" in sp.to_json()]
 
 
 def pdf_streams(data: bytes) -> list[bytes]:
