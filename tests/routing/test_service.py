@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime
 import httpx
 import orjson
 import pytest
-from mediation_core import telemetry
 from mediation_core.auth import issue_token
 from mediation_routing import territory as terr
 from mediation_routing.service import build
@@ -23,7 +22,6 @@ from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore
 from mediation_schemas.territory import TerritoryChanged
 from mediation_schemas.vocab import Motive
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic, values
@@ -88,9 +86,8 @@ def by_referral(recs) -> dict[str, list[dict]]:
     return out
 
 
-async def test_routed_unroutable_triage_by_hand_and_corrections(routing, client, caplog):
-    spans = InMemorySpanExporter()
-    telemetry.setup_tracing("routing", extra_exporters=[spans])
+async def test_routed_unroutable_triage_by_hand_and_corrections(routing, client, caplog, spans,
+                                                                json_logs):
     caplog.set_level(logging.DEBUG)  # our own code at every level (the test's producer is aiokafka)
     r1 = core("St Jean du Gard", "30270")
     r2 = core("Quissac 46320")
@@ -176,6 +173,8 @@ async def test_routed_unroutable_triage_by_hand_and_corrections(routing, client,
                        if not r.name.startswith("aiokafka"))
     assert CANARY not in logged
     assert "referral routed" in logged
+    written = json_logs.getvalue()  # the JSON lines as the service writes them, tracebacks too
+    assert CANARY not in written and "referral routed" in written
     finished = spans.get_finished_spans()
     assert any(sp.name.startswith("consume ReferralAccepted") for sp in finished)
     for sp in finished:
