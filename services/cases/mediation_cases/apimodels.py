@@ -193,7 +193,6 @@ class OtherAction(ActionBase):
 
 ActionUnion = (InformationAction | OrientationAction | RightsProcedureAction | AppointmentAction
                | AccompanimentAction | InterpretingAction | OtherAction)
-ActionRequest = Annotated[ActionUnion, Field(discriminator="kind")]
 
 ACTION_EXAMPLES = {
     "information": {"value": {"version": 3, "kind": "information", "topic": "rights"}},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,11 +42,10 @@ class Deps:
             raise RuntimeError("the cases service is not started")
         return self.keyvault
 
-    def outbox_emit(self, conn: asyncpg.Connection,
-                    causation_id: uuid.UUID | None = None) -> Emit:
+    def outbox_emit(self, conn: asyncpg.Connection) -> Emit:
+        """``emit`` for HTTP use cases: events go to the outbox in ``conn``'s transaction."""
         async def emit(payload: Payload, *, topic: str, key: str, structure: str | None,
                        correlation_id: str) -> Any:
             return await self.outbox.add(conn, payload, topic=topic, key=key,
-                                         correlation_id=correlation_id,
-                                         causation_id=causation_id, structure=structure)
+                                         correlation_id=correlation_id, structure=structure)
         return emit

@@ -68,10 +68,7 @@ def build(settings: Settings, *, clock: Clock | None = None,
     svc.on_startup.append(startup)
 
     async def on_routed(ctx: HandlerContext, p: ReferralRouted) -> None:
-        async def emit(payload, *, topic, key, structure, correlation_id):
-            return await ctx.emit(payload, topic=topic, key=key, structure=structure,
-                                  correlation_id=correlation_id)
-        decision = await opening.on_referral_routed(deps, ctx.conn, emit, p,
+        decision = await opening.on_referral_routed(deps, ctx.conn, ctx.emit, p,
                                                     correlation_id=ctx.envelope.correlation_id)
         observe.OPENINGS.labels(decision).inc()
         log.info("routed referral handled", extra={"fields": {

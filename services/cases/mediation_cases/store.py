@@ -28,7 +28,7 @@ def case_ref(row: asyncpg.Record | dict) -> CaseRef:
                    mediator_id=row["mediator_id"])
 
 
-async def get_case(conn: asyncpg.Connection, case_id: uuid.UUID, *,
+async def get_case(conn: asyncpg.Connection | asyncpg.Pool, case_id: uuid.UUID, *,
                    for_update: bool = False) -> asyncpg.Record | None:
     sql = "SELECT * FROM cases WHERE case_id = $1" + (" FOR UPDATE" if for_update else "")
     return await conn.fetchrow(sql, case_id)

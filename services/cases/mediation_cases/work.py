@@ -73,8 +73,7 @@ def summary(row: asyncpg.Record, referral_count: int, now: datetime, config) -> 
 
 async def _visible(conn: asyncpg.Connection | asyncpg.Pool, caller: Caller, case_id: uuid.UUID,
                    *, for_update: bool = False) -> asyncpg.Record:
-    sql = "SELECT * FROM cases WHERE case_id = $1" + (" FOR UPDATE" if for_update else "")
-    row = await conn.fetchrow(sql, case_id)
+    row = await store.get_case(conn, case_id, for_update=for_update)
     if row is None or not caller.can_see(structure=row["structure"], area=row["area"]):
         raise not_found()
     return row
