@@ -13,55 +13,59 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from . import setup
+from . import catalog, setup
 from .secrecy import Link, TableSpec, apply_many, revealing_links, single_masked_constraints
 
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 11
 
-SPECS: dict[str, tuple[str, TableSpec]] = {
-    "pub_activite": ("v_activite", TableSpec(counts=[
+# what each published view masks; its raw source view is catalog.PUBLISHED[name]
+_MASKING: dict[str, TableSpec] = {
+    "pub_activite": TableSpec(counts=[
         "personnes_rencontrees", "dossiers_ouverts", "premiers_contacts", "tentatives_contact",
         "entretiens", "informations", "orientations", "rendez_vous", "accompagnements_physiques",
         "demarches_droits", "interpretariats", "seances_information", "actions_collectives",
-        "participants_actions_collectives", "outils_professionnels", "reunions_partenaires"])),
-    "pub_orientations": ("v_orientations", TableSpec(
+        "participants_actions_collectives", "outils_professionnels", "reunions_partenaires"]),
+    "pub_orientations": TableSpec(
         counts=["recues", "acceptees", "refusees", "routees", "non_routables"],
         column_sums=[("recues", ["acceptees", "refusees"])],
-        category=("source", "(toutes sources)"))),
-    "pub_motifs": ("v_motifs", TableSpec(
+        category=("source", "(toutes sources)")),
+    "pub_motifs": TableSpec(
         counts=["mentions", "orientations"],
         derived={"part_mentions_pct": ["mentions"], "part_orientations_pct": ["orientations"]},
-        category=("motif", "(tous motifs)"))),
-    "pub_resultats": ("v_resultats", TableSpec(
+        category=("motif", "(tous motifs)")),
+    "pub_resultats": TableSpec(
         counts=["demarches_droits_deposees", "droits_ouverts", "personnes_droits_ouverts",
                 "orientations_evaluees", "orientations_soins_durables",
                 "personnes_evaluees_t0_t1", "personnes_autonomie_en_progres"],
         derived={"part_soins_durables_pct": ["orientations_evaluees", "orientations_soins_durables"],
                  "score_autonomie_t0_moyen": ["personnes_evaluees_t0_t1"],
-                 "score_autonomie_t1_moyen": ["personnes_evaluees_t0_t1"]})),
-    "pub_file_active": ("v_file_active", TableSpec(
+                 "score_autonomie_t1_moyen": ["personnes_evaluees_t0_t1"]}),
+    "pub_file_active": TableSpec(
         counts=["dossiers_actifs", "personnes_suivies", "sans_premier_contact",
                 "urgents_ou_prioritaires"],
-        derived={"anciennete_mediane_jours": ["dossiers_actifs"]})),
-    "pub_file_active_periode": ("v_file_active_periode", TableSpec(
-        counts=["dossiers_actifs", "personnes_file_active"])),
-    "pub_delais": ("v_delais", TableSpec(
+        derived={"anciennete_mediane_jours": ["dossiers_actifs"]}),
+    "pub_file_active_periode": TableSpec(
+        counts=["dossiers_actifs", "personnes_file_active"]),
+    "pub_delais": TableSpec(
         counts=["dossiers", "avec_premier_contact", "premiers_contacts_hors_delai", "clotures"],
         derived={"jours_orientation_premier_contact_median": ["avec_premier_contact"],
                  "jours_orientation_premier_contact_p90": ["avec_premier_contact"],
                  "jours_premier_contact_cloture_median": ["clotures"],
                  "jours_premier_contact_cloture_p90": ["clotures"],
                  "jours_orientation_cloture_median": ["clotures"],
-                 "jours_orientation_cloture_p90": ["clotures"]})),
-    "pub_motifs_cloture": ("v_motifs_cloture", TableSpec(
-        counts=["clotures"], category=("motif_cloture", "(tous motifs)"))),
-    "pub_dysfonctionnements": ("v_dysfonctionnements_categorie", TableSpec(
+                 "jours_orientation_cloture_p90": ["clotures"]}),
+    "pub_motifs_cloture": TableSpec(
+        counts=["clotures"], category=("motif_cloture", "(tous motifs)")),
+    "pub_dysfonctionnements": TableSpec(
         counts=["signalements", "urgents", "transmis", "avec_reponse", "escalades_sans_reponse"],
         derived={"heures_reponse_mediane": ["avec_reponse"], "heures_reponse_p90": ["avec_reponse"]},
-        category=("categorie", "(toutes catégories)"))),
+        category=("categorie", "(toutes catégories)")),
 }
+
+SPECS: dict[str, tuple[str, TableSpec]] = {
+    name: (catalog.PUBLISHED[name], spec) for name, spec in _MASKING.items()}
 
 
 # cells of two published views that are equal by construction (every accepted referral
