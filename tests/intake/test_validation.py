@@ -203,7 +203,7 @@ def test_messages_are_french_and_never_echo_the_values_sent():
     out = validate(f, today=TODAY)
     assert isinstance(out, Invalid)
     text = repr(out)
-    assert "CANARY" not in text.upper().replace("CANARY@@", "")  # no value quoted
+    assert "CANARY" not in text.upper()  # no value quoted, the bad e-mail included
     for v in CANARY.values():
         assert v not in text
     assert all(p.message and p.message[0].islower() for p in out.problems)
