@@ -17,11 +17,6 @@ from mediation_schemas.envelope import Payload
 
 from . import rules
 
-
-def _motives(items) -> list[str]:
-    return rules.motive_codes(items)
-
-
 _FRESHNESS = (
     "INSERT INTO freshness AS f (source, newest_event_at, last_applied_at, events) "
     "VALUES (${a}, ${b}, now(), 1) ON CONFLICT (source) DO UPDATE SET "
@@ -109,7 +104,7 @@ async def referral_accepted(ctx: HandlerContext, p: rf.ReferralAccepted) -> None
     await run(
         ctx, _REFERRAL_UPSERT, str(ref.referral_id), ref.referral_id, ctx.envelope.structure,
         ref.source_system, ref.referrer_structure_kind, ref.referrer_profession, ref.received_at,
-        ctx.envelope.occurred_at, None, ref.revision, _motives(ref.motives), ref.urgency.value)
+        ctx.envelope.occurred_at, None, ref.revision, rules.motive_codes(ref.motives), ref.urgency.value)
 
 
 async def referral_rejected(ctx: HandlerContext, p: rf.ReferralRejected) -> None:
@@ -127,7 +122,7 @@ async def _routing(ctx: HandlerContext, ref: rf.ReferralCore, status: str, struc
     await run(
         ctx, _ROUTING_UPSERT, str(ref.referral_id), ref.referral_id, ctx.envelope.structure,
         ref.source_system, ref.referrer_structure_kind, ref.referrer_profession, ref.received_at,
-        ref.revision, _motives(ref.motives), ref.urgency.value, ctx.envelope.occurred_at, status,
+        ref.revision, rules.motive_codes(ref.motives), ref.urgency.value, ctx.envelope.occurred_at, status,
         structure, area, mediator, reason)
 
 
@@ -242,13 +237,13 @@ _ACTION = (
 
 async def case_opened(ctx: HandlerContext, p: cs.CaseOpened) -> None:
     await run(ctx, _CASE_OPENED, *_ref_args(p.case, p.opened_at), p.origin.value, p.referral_id,
-              p.referral_received_at, p.source_system, p.person_ref, _motives(p.motives),
+              p.referral_received_at, p.source_system, p.person_ref, rules.motive_codes(p.motives),
               p.urgency.value, p.attached_to_existing, p.opened_at)
 
 
 async def case_referral_updated(ctx: HandlerContext, p: Payload) -> None:
     await run(ctx, _CASE_REFERRAL_UPDATED, *_ref_args(p.case, p.updated_at),  # type: ignore[attr-defined]
-              _motives(p.motives), p.urgency.value, p.revision)  # type: ignore[attr-defined]
+              rules.motive_codes(p.motives), p.urgency.value, p.revision)  # type: ignore[attr-defined]
 
 
 async def first_contact_made(ctx: HandlerContext, p: cs.FirstContactMade) -> None:
