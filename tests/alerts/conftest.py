@@ -19,7 +19,10 @@ from mediation_schemas.envelope import encode, new_envelope
 
 from tests.helpers import produce
 
+from .receivers import SmtpReceiver, WebhookReceiver
+
 STRUCTURE = "cpts-ecm"
+SECRET = "s3cret-for-the-authorities-hooks"  # the webhook secret of the test authorities
 
 FAST = DeliveryPolicy(max_attempts=8, base_delay=0.05, max_delay=0.4, timeout=0.6,
                       breaker_threshold=3, breaker_cooldown=0.3, lease=30, batch=50,
@@ -82,6 +85,29 @@ async def make_alerts(settings_for, clock):
         await svc.stop()
         # every loop, the dispatcher's included (an on_stop hook), ended by itself
         assert [t.get_name() for t in svc._tasks if t.cancelled()] == []
+
+
+@pytest.fixture
+async def hook():
+    """A started webhook receiver that verifies with ``SECRET`` (request it before
+    ``make_alerts``: the service stops first)."""
+    h = WebhookReceiver(SECRET)
+    await h.start()
+    yield h
+    await h.stop()
+
+
+@pytest.fixture
+async def smtp():
+    """A started SMTP receiver (pass ``smtp.port`` to ``make_alerts``)."""
+    m = SmtpReceiver()
+    await m.start()
+    yield m
+    await m.stop()
+
+
+async def count_is(pool, sql: str, n: int) -> bool:
+    return await pool.fetchval(sql) == n
 
 
 def api(svc) -> httpx.AsyncClient:

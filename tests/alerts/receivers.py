@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.conftest import eventually
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -81,10 +83,14 @@ class WebhookReceiver:
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.02)
+        task, server = self._task, self._server
+
+        def up() -> bool:
+            if task.done():
+                task.result()  # it could not start: raise why
+            return server.started
+
+        await eventually(up, 30, what="webhook receiver listening")
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:

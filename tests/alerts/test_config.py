@@ -10,7 +10,7 @@ from mediation_alerts.directory import DEFAULTS_FILE, ConfigError, load_structur
 from tests.conftest import eventually
 from tests.helpers import read_topic, values
 
-from .conftest import api, coordinator_headers, dysfunction, report
+from .conftest import api, coordinator_headers, count_is, dysfunction, report
 
 DEMO = str(DEFAULTS_FILE.parent / "demo-structures.json")
 
@@ -42,8 +42,8 @@ async def test_structure_rules_from_the_file_route_and_deliver_by_kafka(make_ale
                          commune="Marseille")
     normal = dysfunction("insalubrious_housing", structure="sept-marseille", commune="Marseille")
     await report(svc, [urgent, normal])
-    await eventually(lambda: _eq(svc.pool, "SELECT count(*) FROM dispatches "
-                                 "WHERE state='delivered'", 5), 60, what="5 deliveries")
+    await eventually(lambda: count_is(svc.pool, "SELECT count(*) FROM dispatches "
+                                      "WHERE state='delivered'", 5), 60, what="5 deliveries")
     s = svc.settings
     out = values(await read_topic(s.kafka_bootstrap, s.topics.alerts_outbound, expect=5,
                                   timeout=60))
@@ -53,7 +53,3 @@ async def test_structure_rules_from_the_file_route_and_deliver_by_kafka(make_ale
                   (str(urgent.dysfunction_id), "ars_alerte"),
                   (str(normal.dysfunction_id), "mairie_hygiene"), (str(normal.dysfunction_id), "ars")}
     assert all(o["payload"]["identity_available"] is False for o in out), "no consent given"
-
-
-async def _eq(pool, sql: str, n: int) -> bool:
-    return await pool.fetchval(sql) == n

@@ -15,12 +15,10 @@ from mediation_schemas.envelope import encode, new_envelope
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic, values
 
-from .conftest import FAST, configure, dysfunction, report
+from .conftest import FAST, SECRET, configure, count_is, dysfunction, report
 from .receivers import SmtpReceiver, WebhookReceiver, free_port
 
 pytestmark = pytest.mark.stack
-
-SECRET = "s3cret-for-the-authorities-hooks"
 
 
 async def _events(svc, expect: int | None = None, idle: float = 1.5) -> list[dict]:
@@ -52,14 +50,16 @@ async def test_flaky_receivers_get_every_alert_exactly_once(make_alerts):
     await report(svc, items)
     pool = svc.pool
     # 2+2+1+1+1+1 alerts per round of categories
-    await eventually(lambda: _eq(pool, "SELECT count(*) FROM alerts", 16), 60, what="16 alerts")
+    await eventually(lambda: count_is(pool, "SELECT count(*) FROM alerts", 16), 60,
+                     what="16 alerts")
     await eventually(lambda: _ge(pool, "SELECT count(*) FROM attempts WHERE detail = "
                                  "'connection_refused'", 6), 60, what="refused attempts")
     await hook.start()
     await smtp.start()
     try:
-        await eventually(lambda: _eq(pool, "SELECT count(*) FROM dispatches WHERE state <> "
-                                     "'delivered'", 0), 90, what="every dispatch delivered")
+        await eventually(lambda: count_is(pool, "SELECT count(*) FROM dispatches WHERE "
+                                          "state <> 'delivered'", 0),
+                         90, what="every dispatch delivered")
         alerts = {r["alert_id"]: r for r in await pool.fetch("SELECT * FROM alerts")}
         dispatches = await pool.fetch("SELECT alert_id, channel, message_id FROM dispatches")
         want_hook = {str(d["message_id"]) for d in dispatches if d["channel"] == "webhook"}
@@ -109,9 +109,7 @@ async def test_flaky_receivers_get_every_alert_exactly_once(make_alerts):
         await smtp.stop()
 
 
-async def test_receiver_down_for_whole_budget_fails_and_tells_coordinator(make_alerts):
-    smtp = SmtpReceiver()
-    await smtp.start()
+async def test_receiver_down_for_whole_budget_fails_and_tells_coordinator(smtp, make_alerts):
     wrong = WebhookReceiver("another-secret-than-the-senders")
     await wrong.start()
     policy = DeliveryPolicy(**{**FAST.__dict__, "max_attempts": 3, "base_delay": 0.02,
@@ -130,8 +128,8 @@ async def test_receiver_down_for_whole_budget_fails_and_tells_coordinator(make_a
         d2 = dysfunction("rights_blockage")
         await report(svc, [d1, d2])
         pool = svc.pool
-        await eventually(lambda: _eq(pool, "SELECT count(*) FROM alerts WHERE status='failed'", 3),
-                         60, what="3 failed alerts")
+        await eventually(lambda: count_is(pool, "SELECT count(*) FROM alerts "
+                                          "WHERE status='failed'", 3), 60, what="3 failed alerts")
         # the dead endpoint was tried exactly the budget; the refusing one once (401 is final)
         per = {r["authority_id"]: r["n"] for r in await pool.fetch(
             "SELECT a.authority_id, count(*) AS n FROM attempts t JOIN dispatches d USING "
@@ -159,14 +157,11 @@ async def test_receiver_down_for_whole_budget_fails_and_tells_coordinator(make_a
         subjects = [m["Subject"] for m in smtp.processed.values()]
         assert all(s.startswith("[Veille]") for s in subjects)
     finally:
-        await smtp.stop()
         await wrong.stop()
 
 
 async def test_crash_between_delivery_and_record_resends_same_key_receiver_dedups(
-        make_alerts, clock):
-    hook = WebhookReceiver(SECRET)
-    await hook.start()
+        hook, make_alerts, clock):
     svc = await make_alerts()
     crashed = asyncio.Event()
 
@@ -176,29 +171,22 @@ async def test_crash_between_delivery_and_record_resends_same_key_receiver_dedup
             raise RuntimeError("dispatcher killed after delivery, before recording it")
 
     svc.dispatcher.after_deliver = crash_once
-    try:
-        await configure(svc, "cpam", channels=["webhook"], webhook_url=hook.url,
-                        webhook_secret=SECRET)
-        await report(svc, [dysfunction("rights_blockage")])
-        await eventually(crashed.is_set, 60, what="the crash")
-        pool = svc.pool
-        assert await pool.fetchval("SELECT state FROM dispatches") == "pending"
-        assert len(hook.processed) == 1, "the receiver got it before the crash"
-        clock.advance(seconds=FAST.lease + 1)  # the lease of the crashed claim expires
-        await eventually(lambda: _eq(pool, "SELECT count(*) FROM dispatches WHERE "
-                                     "state='delivered'", 1), 60, what="re-sent and recorded")
-        keys = [k for k, what in hook.requests]
-        assert len(keys) == 2 and keys[0] == keys[1], "same idempotency key on the re-send"
-        assert [what for _, what in hook.requests] == ["ok", "duplicate"]
-        assert hook.process_count == {keys[0]: 1}
-        evs = await _events(svc, expect=1)
-        assert [e["type"] for e in evs] == ["AlertDispatched"]
-    finally:
-        await hook.stop()
-
-
-async def _eq(pool, sql: str, n: int) -> bool:
-    return await pool.fetchval(sql) == n
+    await configure(svc, "cpam", channels=["webhook"], webhook_url=hook.url,
+                    webhook_secret=SECRET)
+    await report(svc, [dysfunction("rights_blockage")])
+    await eventually(crashed.is_set, 60, what="the crash")
+    pool = svc.pool
+    assert await pool.fetchval("SELECT state FROM dispatches") == "pending"
+    assert len(hook.processed) == 1, "the receiver got it before the crash"
+    clock.advance(seconds=FAST.lease + 1)  # the lease of the crashed claim expires
+    await eventually(lambda: count_is(pool, "SELECT count(*) FROM dispatches WHERE "
+                                      "state='delivered'", 1), 60, what="re-sent and recorded")
+    keys = [k for k, what in hook.requests]
+    assert len(keys) == 2 and keys[0] == keys[1], "same idempotency key on the re-send"
+    assert [what for _, what in hook.requests] == ["ok", "duplicate"]
+    assert hook.process_count == {keys[0]: 1}
+    evs = await _events(svc, expect=1)
+    assert [e["type"] for e in evs] == ["AlertDispatched"]
 
 
 async def _ge(pool, sql: str, n: int) -> bool:
@@ -206,34 +194,29 @@ async def _ge(pool, sql: str, n: int) -> bool:
 
 
 async def test_two_dispatchers_and_a_repeated_dysfunction_send_each_alert_once(
-        make_alerts, settings_for):
-    hook = WebhookReceiver(SECRET)
-    await hook.start()
+        hook, make_alerts):
     small_batches = DeliveryPolicy(**{**FAST.__dict__, "batch": 4})
     svc = await make_alerts(policy=small_batches)
-    try:
-        await configure(svc, "cpam", channels=["webhook"], webhook_url=hook.url,
-                        webhook_secret=SECRET)
-        await configure(svc, "ars_alerte", channels=["webhook"], webhook_url=hook.url,
-                        webhook_secret=SECRET)
-        # a second instance of the service on the same schema and group: two dispatchers
-        svc2 = await make_alerts(policy=small_batches)
-        assert svc2.settings.schema == svc.settings.schema
-        items = [dysfunction("rights_blockage" if i % 2 else "health_risk") for i in range(40)]
-        await report(svc, items)
-        # the same dysfunction again, as a copy of the event and under a new event id
-        await report(svc, items[:5])
-        s = svc.settings
-        env = new_envelope(items[0], producer="cases", correlation_id="again",
-                           structure=items[0].structure)
-        await produce(s.kafka_bootstrap, s.topics.dysfunctions,
-                      [(str(items[0].dysfunction_id).encode(), encode(env))] * 2)
-        await eventually(lambda: len(hook.processed) == 40, 60, what="40 alerts received")
-        await eventually(lambda: _eq(svc.pool, "SELECT count(*) FROM dispatches WHERE "
-                                     "state='delivered'", 40), 60, what="recorded")
-        assert await svc.pool.fetchval("SELECT count(*) FROM alerts") == 40
-        assert all(n == 1 for n in hook.process_count.values())
-        assert len(hook.requests) == 40, "no alert was sent twice by the two dispatchers"
-        assert svc.dispatcher.delivered + svc2.dispatcher.delivered == 40
-    finally:
-        await hook.stop()
+    await configure(svc, "cpam", channels=["webhook"], webhook_url=hook.url,
+                    webhook_secret=SECRET)
+    await configure(svc, "ars_alerte", channels=["webhook"], webhook_url=hook.url,
+                    webhook_secret=SECRET)
+    # a second instance of the service on the same schema and group: two dispatchers
+    svc2 = await make_alerts(policy=small_batches)
+    assert svc2.settings.schema == svc.settings.schema
+    items = [dysfunction("rights_blockage" if i % 2 else "health_risk") for i in range(40)]
+    await report(svc, items)
+    # the same dysfunction again, as a copy of the event and under a new event id
+    await report(svc, items[:5])
+    s = svc.settings
+    env = new_envelope(items[0], producer="cases", correlation_id="again",
+                       structure=items[0].structure)
+    await produce(s.kafka_bootstrap, s.topics.dysfunctions,
+                  [(str(items[0].dysfunction_id).encode(), encode(env))] * 2)
+    await eventually(lambda: len(hook.processed) == 40, 60, what="40 alerts received")
+    await eventually(lambda: count_is(svc.pool, "SELECT count(*) FROM dispatches WHERE "
+                                      "state='delivered'", 40), 60, what="recorded")
+    assert await svc.pool.fetchval("SELECT count(*) FROM alerts") == 40
+    assert all(n == 1 for n in hook.process_count.values())
+    assert len(hook.requests) == 40, "no alert was sent twice by the two dispatchers"
+    assert svc.dispatcher.delivered + svc2.dispatcher.delivered == 40

@@ -9,17 +9,13 @@ import uuid
 import pytest
 from mediation_core import telemetry
 from mediation_core.sealing import KeyVault, seal
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import eventually
 from tests.helpers import read_topic
 
-from .conftest import api, authority_headers, configure, dysfunction, report
-from .receivers import SmtpReceiver, WebhookReceiver
+from .conftest import SECRET, api, authority_headers, configure, count_is, dysfunction, report
 
 pytestmark = pytest.mark.stack
-
-SECRET = "s3cret-for-the-authorities-hooks"
 CANARIES = ["Canaryfamille", "Zoélie-Canari", "0611223344", "12 rue du Canari"]
 PRIVATE = ["Canarycomment", "Dr Canaryreferrer"]  # never leave, even when naming is allowed
 # intake's sealed block shape (mediation_intake.intake.personal_block)
@@ -39,14 +35,8 @@ def _clean(text: str) -> bool:
 
 
 async def test_identity_only_with_consent_and_rule_and_never_in_events_logs_spans(
-        make_alerts, caplog):
-    spans = InMemorySpanExporter()
-    telemetry.setup_tracing("alerts", extra_exporters=[spans])
+        hook, smtp, make_alerts, caplog, spans):
     caplog.set_level(logging.DEBUG)
-    hook = WebhookReceiver(SECRET)
-    smtp = SmtpReceiver()
-    await hook.start()
-    await smtp.start()
     svc = await make_alerts(smtp_port=smtp.port)
     s = svc.settings
     vault = KeyVault(svc.pool, {s.master_key_id: s.master_key}, s.master_key_id,
@@ -55,91 +45,107 @@ async def test_identity_only_with_consent_and_rule_and_never_in_events_logs_span
     async with svc.pool.acquire() as conn, conn.transaction():
         key_id, dek = await vault.key_for_person(conn, f"person-{uuid.uuid4()}")
     sealed = seal(dek, key_id, IDENTITY).model_dump()
-    try:
-        await configure(svc, "mairie_hygiene", channels=["webhook"], webhook_url=hook.url,
-                        webhook_secret=SECRET)
-        await configure(svc, "defenseur_droits", channels=["webhook", "kafka"],
-                        webhook_url=hook.url, webhook_secret=SECRET)
-        await configure(svc, "ars", channels=["email", "kafka"], email="dd30@ars.test")
-        await configure(svc, "cpam_conciliateur", channels=["kafka"])
-        no_consent = dysfunction("insalubrious_housing", consent=False, sealed=sealed,
-                                 description="Moisissures et humidité dans tout le logement.")
-        not_required = dysfunction("care_refusal", consent=True, sealed=sealed)
-        named = dysfunction("insalubrious_housing", consent=True, sealed=sealed,
-                            description="Installation électrique dangereuse, enfants présents.")
-        await report(svc, [no_consent, not_required, named])
-        await eventually(lambda: len(hook.processed) == 3, 60, what="3 webhooks")
-        await eventually(lambda: len(smtp.processed) == 2, 60, what="2 e-mails to the ARS")
-        by = {(b["dysfunction_id"], b["authority_id"]): b for b in hook.processed.values()}
-        alert_a = by[(str(no_consent.dysfunction_id), "mairie_hygiene")]
-        alert_b = by[(str(not_required.dysfunction_id), "defenseur_droits")]
-        alert_c = by[(str(named.dysfunction_id), "mairie_hygiene")]
+    await configure(svc, "mairie_hygiene", channels=["webhook"], webhook_url=hook.url,
+                    webhook_secret=SECRET)
+    await configure(svc, "defenseur_droits", channels=["webhook", "kafka"],
+                    webhook_url=hook.url, webhook_secret=SECRET)
+    await configure(svc, "ars", channels=["email", "kafka"], email="dd30@ars.test")
+    await configure(svc, "cpam_conciliateur", channels=["kafka"])
+    no_consent = dysfunction("insalubrious_housing", consent=False, sealed=sealed,
+                             description="Moisissures et humidité dans tout le logement.")
+    not_required = dysfunction("care_refusal", consent=True, sealed=sealed)
+    named = dysfunction("insalubrious_housing", consent=True, sealed=sealed,
+                        description="Installation électrique dangereuse, enfants présents.")
+    await report(svc, [no_consent, not_required, named])
+    await eventually(lambda: len(hook.processed) == 3, 60, what="3 webhooks")
+    await eventually(lambda: len(smtp.processed) == 2, 60, what="2 e-mails to the ARS")
+    by = {(b["dysfunction_id"], b["authority_id"]): b for b in hook.processed.values()}
+    alert_a = by[(str(no_consent.dysfunction_id), "mairie_hygiene")]
+    alert_b = by[(str(not_required.dysfunction_id), "defenseur_droits")]
+    alert_c = by[(str(named.dysfunction_id), "mairie_hygiene")]
 
-        # no consent: nothing, though the rule requires it; consent but not required: nothing
-        assert "person" not in alert_a and "person" not in alert_b
-        raw_a_b = [r for r in hook.raw_bodies if str(no_consent.dysfunction_id).encode() in r
-                   or str(not_required.dysfunction_id).encode() in r]
-        assert raw_a_b and all(_clean(r.decode()) for r in raw_a_b)
-        # consent AND required (housing: the inspector must reach the occupant): the
-        # minimal identity, never the free text
-        assert alert_c["person"]["family_name"] == "Canaryfamille"
-        assert alert_c["person"]["address"] == "12 rue du Canari"
-        raw_c = [r.decode() for r in hook.raw_bodies if str(named.dysfunction_id).encode() in r]
-        assert raw_c and not any(p in r for r in raw_c for p in PRIVATE + ["zoelie@canari"]), \
-            "free texts, the referrer and the e-mail never leave"
+    # no consent: nothing, though the rule requires it; consent but not required: nothing
+    assert "person" not in alert_a and "person" not in alert_b
+    raw_a_b = [r for r in hook.raw_bodies if str(no_consent.dysfunction_id).encode() in r
+               or str(not_required.dysfunction_id).encode() in r]
+    assert raw_a_b and all(_clean(r.decode()) for r in raw_a_b)
+    # consent AND required (housing: the inspector must reach the occupant): the
+    # minimal identity, never the free text
+    assert alert_c["person"]["family_name"] == "Canaryfamille"
+    assert alert_c["person"]["address"] == "12 rue du Canari"
+    raw_c = [r.decode() for r in hook.raw_bodies if str(named.dysfunction_id).encode() in r]
+    assert raw_c and not any(p in r for r in raw_c for p in PRIVATE + ["zoelie@canari"]), \
+        "free texts, the referrer and the e-mail never leave"
 
-        # e-mails never carry the identity
-        assert all(_clean(smtp.body(k)) for k in smtp.processed)
+    # e-mails never carry the identity
+    assert all(_clean(smtp.body(k)) for k in smtp.processed)
 
-        async with api(svc) as c:
-            r = await c.get(f"/alerts/{alert_c['alert_id']}/identity",
-                            headers=authority_headers("mairie_hygiene"))
-            assert r.status_code == 200 and r.json()["person"]["phone"] == "0611223344"
-            r = await c.get(f"/alerts/{alert_a['alert_id']}/identity",
-                            headers=authority_headers("mairie_hygiene"))
-            assert r.status_code == 403 and _clean(r.text)
-            r = await c.get(f"/alerts/{alert_b['alert_id']}/identity",
-                            headers=authority_headers("defenseur_droits"))
-            assert r.status_code == 403
-            r = await c.get(f"/alerts/{alert_c['alert_id']}/identity",
-                            headers=authority_headers("ars"))
-            assert r.status_code == 404, "another authority cannot read it"
-            mine = await c.get("/alerts/mine", headers=authority_headers("mairie_hygiene"))
-            assert mine.status_code == 200 and _clean(mine.text)
+    async with api(svc) as c:
+        r = await c.get(f"/alerts/{alert_c['alert_id']}/identity",
+                        headers=authority_headers("mairie_hygiene"))
+        assert r.status_code == 200 and r.json()["person"]["phone"] == "0611223344"
+        r = await c.get(f"/alerts/{alert_a['alert_id']}/identity",
+                        headers=authority_headers("mairie_hygiene"))
+        assert r.status_code == 403 and _clean(r.text)
+        r = await c.get(f"/alerts/{alert_b['alert_id']}/identity",
+                        headers=authority_headers("defenseur_droits"))
+        assert r.status_code == 403
+        r = await c.get(f"/alerts/{alert_c['alert_id']}/identity",
+                        headers=authority_headers("ars"))
+        assert r.status_code == 404, "another authority cannot read it"
+        mine = await c.get("/alerts/mine", headers=authority_headers("mairie_hygiene"))
+        assert mine.status_code == 200 and _clean(mine.text)
 
-        # every event on every topic of the service
-        await eventually(lambda: _eq(svc.pool, "SELECT count(*) FROM dispatches WHERE "
-                                     "state <> 'delivered'", 0), 60, what="all delivered")
-        for topic, expect in [(s.topics.alerts, 9), (s.topics.alerts_outbound, 4),
-                              (s.topics.dysfunctions, 3)]:
-            recs = await read_topic(s.kafka_bootstrap, topic, expect=expect, timeout=60)
-            assert len(recs) == expect, topic
-            for r in recs:
-                assert _clean(r.value.decode()), f"identity in clear on {topic}"
-        # our own tables: the sealed block only, and only with consent
-        for table in ("alerts", "dysfunctions", "dispatches", "attempts", "outbox"):
-            dump = await svc.pool.fetchval(
-                f"SELECT coalesce(string_agg(row_to_json(t)::text, ''), '') FROM {table} t")
-            assert _clean(dump), table
-        assert await svc.pool.fetchval(
-            "SELECT sealed_identity FROM dysfunctions WHERE dysfunction_id=$1",
-            no_consent.dysfunction_id) is None, "no consent: the sealed block is not even kept"
-        opened = await svc.pool.fetch(
-            f"SELECT actor FROM {s.keyvault_schema}.key_events WHERE action='open'")
-        assert sorted(r["actor"] for r in opened) == ["alerts", "alerts-api:agent-mairie_hygiene"]
+    # every event on every topic of the service
+    await eventually(lambda: count_is(svc.pool, "SELECT count(*) FROM dispatches WHERE "
+                                      "state <> 'delivered'", 0), 60, what="all delivered")
+    for topic, expect in [(s.topics.alerts, 9), (s.topics.alerts_outbound, 4),
+                          (s.topics.dysfunctions, 3)]:
+        recs = await read_topic(s.kafka_bootstrap, topic, expect=expect, timeout=60)
+        assert len(recs) == expect, topic
+        for r in recs:
+            assert _clean(r.value.decode()), f"identity in clear on {topic}"
+    # our own tables: the sealed block only, and only with consent
+    for table in ("alerts", "dysfunctions", "dispatches", "attempts", "outbox"):
+        dump = await svc.pool.fetchval(
+            f"SELECT coalesce(string_agg(row_to_json(t)::text, ''), '') FROM {table} t")
+        assert _clean(dump), table
+    assert await svc.pool.fetchval(
+        "SELECT sealed_identity FROM dysfunctions WHERE dysfunction_id=$1",
+        no_consent.dysfunction_id) is None, "no consent: the sealed block is not even kept"
+    opened = await svc.pool.fetch(
+        f"SELECT actor FROM {s.keyvault_schema}.key_events WHERE action='open'")
+    assert sorted(r["actor"] for r in opened) == ["alerts", "alerts-api:agent-mairie_hygiene"]
 
-        # logs and spans
-        formatter = telemetry.JsonFormatter("alerts")
-        for rec in caplog.records:
-            assert _clean(formatter.format(rec)) and _clean(rec.getMessage())
-        finished = spans.get_finished_spans()
-        assert finished, "spans were recorded"
-        for sp in finished:
-            assert _clean(sp.to_json())
-    finally:
-        await hook.stop()
-        await smtp.stop()
+    # logs and spans
+    formatter = telemetry.JsonFormatter("alerts")
+    for rec in caplog.records:
+        assert _clean(formatter.format(rec)) and _clean(rec.getMessage())
+    finished = spans.get_finished_spans()
+    assert finished, "spans were recorded"
+    for sp in finished:
+        assert _clean(sp.to_json())
 
 
-async def _eq(pool, sql: str, n: int) -> bool:
-    return await pool.fetchval(sql) == n
+async def test_an_erased_person_is_not_named_and_the_identity_api_says_erased(hook, make_alerts):
+    svc = await make_alerts()
+    s = svc.settings
+    vault = KeyVault(svc.pool, {s.master_key_id: s.master_key}, s.master_key_id,
+                     schema=s.keyvault_schema)
+    await vault.ensure()
+    async with svc.pool.acquire() as conn, conn.transaction():
+        key_id, dek = await vault.key_for_person(conn, f"person-{uuid.uuid4()}")
+    sealed = seal(dek, key_id, IDENTITY).model_dump()
+    # erasure (crypto-shredding) after the report was written, before it is delivered
+    assert await vault.destroy(key_id, actor="test", reason="erasure")
+    await configure(svc, "mairie_hygiene", channels=["webhook"], webhook_url=hook.url,
+                    webhook_secret=SECRET)
+    # consent AND a rule that requires the identity: it would be sent, were the key alive
+    await report(svc, [dysfunction("insalubrious_housing", consent=True, sealed=sealed)])
+    await eventually(lambda: len(hook.processed) == 1, 60, what="the alert, delivered anyway")
+    [body] = hook.processed.values()
+    assert "person" not in body and all(_clean(r.decode()) for r in hook.raw_bodies)
+    async with api(svc) as c:
+        r = await c.get(f"/alerts/{body['alert_id']}/identity",
+                        headers=authority_headers("mairie_hygiene"))
+    assert r.status_code == 410 and r.json()["detail"] == "identity: erased"
