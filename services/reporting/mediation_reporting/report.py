@@ -57,7 +57,7 @@ class Report:
 
 
 def fmt(v, masked: bool = False) -> str:
-    if masked or (v is None and masked):
+    if masked:
         return SECRET
     if v is None:
         return "–"
