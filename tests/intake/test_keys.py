@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 
@@ -33,5 +34,35 @@ async def test_rotation_rewraps_every_data_key_and_old_blocks_still_open(setting
         assert kek == "kek-2026"
         with pytest.raises(ValueError):
             master_keys(new, "broken")
+    finally:
+        await pool.close()
+
+
+async def test_rewrap_keys_command_moves_keys_to_the_configured_master_key(settings_for,
+                                                                          monkeypatch):
+    old = settings_for("intake", master_key=os.urandom(32), master_key_id="kek-a")
+    pool = await db.create_pool(old.database_url, old.schema, application="t")
+    try:
+        v1 = make_vault(pool, old, previous="")
+        await v1.ensure()
+        async with pool.acquire() as conn, conn.transaction():
+            for ref in ("person-ref-1", "person-ref-2"):
+                await v1.key_for_person(conn, ref)
+        new_key = os.urandom(32)
+        for name, value in {
+            "MEDIATION_INTAKE_SCHEMA": old.schema,
+            "MEDIATION_KEYVAULT_SCHEMA": old.keyvault_schema,
+            "KAFKA_BOOTSTRAP_SERVERS": old.kafka_bootstrap,
+            "DATABASE_URL": old.database_url,
+            "MEDIATION_MASTER_KEY": base64.b64encode(new_key).decode(),
+            "MEDIATION_MASTER_KEY_ID": "kek-b",
+            "MEDIATION_MASTER_KEYS_PREVIOUS": f"kek-a:{base64.b64encode(old.master_key).decode()}",
+        }.items():
+            monkeypatch.setenv(name, value)
+        from mediation_core.cli import main
+
+        assert await asyncio.to_thread(main, ["rewrap-keys"]) == 0
+        keks = await pool.fetch(f"SELECT kek_id FROM {old.keyvault_schema}.person_keys")
+        assert [r["kek_id"] for r in keks] == ["kek-b", "kek-b"]
     finally:
         await pool.close()

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncpg
+    from mediation_core.sealing import KeyVault
+    from mediation_core.settings import Settings
 
 
 def register(sub) -> None:
@@ -28,26 +36,33 @@ def register(sub) -> None:
     r.set_defaults(func=_cmd_rewrap)
 
 
-def _cmd_rewrap(args: argparse.Namespace) -> int:
-    return asyncio.run(_rewrap())
-
-
-async def _rewrap() -> int:
+@contextlib.asynccontextmanager
+async def _vault(application: str) -> AsyncIterator[tuple[Settings, asyncpg.Pool, KeyVault]]:
+    """Intake's settings, a small pool on its schema and its key vault, for one command."""
     from mediation_core import db
     from mediation_core.settings import from_env
 
     from .service import make_vault
 
     s = from_env("intake")
-    pool = await db.create_pool(s.database_url, s.schema, application="intake-rewrap", max_size=2)
+    pool = await db.create_pool(s.database_url, s.schema, application=application, max_size=2)
     try:
         vault = make_vault(pool, s)
         await vault.ensure()
+        yield s, pool, vault
+    finally:
+        await pool.close()
+
+
+def _cmd_rewrap(args: argparse.Namespace) -> int:
+    return asyncio.run(_rewrap())
+
+
+async def _rewrap() -> int:
+    async with _vault("intake-rewrap") as (s, _, vault):
         n = await vault.rewrap(s.master_key_id)
         print(json.dumps({"rewrapped": n, "master_key_id": s.master_key_id}))
         return 0
-    finally:
-        await pool.close()
 
 
 def _cmd_erase(args: argparse.Namespace) -> int:
@@ -55,17 +70,9 @@ def _cmd_erase(args: argparse.Namespace) -> int:
 
 
 async def _erase(args: argparse.Namespace) -> int:
-    from mediation_core import db
-    from mediation_core.settings import from_env
-
     from .erase import NotFound, erase
-    from .service import make_vault
 
-    s = from_env("intake")
-    pool = await db.create_pool(s.database_url, s.schema, application="intake-erase", max_size=2)
-    try:
-        vault = make_vault(pool, s)
-        await vault.ensure()
+    async with _vault("intake-erase") as (_, pool, vault):
         try:
             done = await erase(pool, vault, now=datetime.now(UTC), actor=args.actor,
                                reason=args.reason, referral_id=args.referral_id,
@@ -76,5 +83,3 @@ async def _erase(args: argparse.Namespace) -> int:
         print(json.dumps({"person_ref": done.person_ref, "key_ids": done.key_ids,
                           "destroyed": done.destroyed}))
         return 0
-    finally:
-        await pool.close()
