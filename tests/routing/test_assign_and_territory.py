@@ -55,7 +55,7 @@ def test_over_capacity_falls_back_then_nobody_goes_to_the_coordinator():
     assert (a.mediator_id, a.reason, a.assigned_by) == (None, "over_capacity", "none")
     sv = _with(lambda d: [_leave(M1, "2026-01-01", "2026-12-31")(d),
                           _leave(M2, "2026-03-01", "2026-03-31")(d)])
-    assert assign(sv, SJ, D, {}) .mediator_id is None
+    assert assign(sv, SJ, D, {}).mediator_id is None
     assert assign(sv, SJ, D, {}).reason == "mediator_absent"
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import unicodedata
-from importlib import resources
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,11 +14,6 @@ VERSIONS = terr.packaged_versions()
 GAZ = gazetteer_for(VERSIONS)
 CPTS = next(v for v in VERSIONS if v.structure == "cpts-ecm")
 SJ, SH = "saint-jean-du-gard-lasalle", "saint-hippolyte-quissac-sauve"
-
-
-def _source_rows():
-    text = resources.files("mediation_routing.data").joinpath("cpts-ecm-communes.csv").read_text()
-    return list(csv.DictReader(text.splitlines()))
 
 
 def _area(text, postcode=None, ctx=None):
@@ -56,7 +49,7 @@ def test_packaged_territory_applies_the_domain_fixes():
     assert sum(p.area == SH for p in CPTS.places) == 28
 
 
-@pytest.mark.parametrize("row", _source_rows(), ids=lambda r: r["commune_as_written_in_source"])
+@pytest.mark.parametrize("row", terr.source_rows("cpts-ecm-communes.csv"), ids=lambda r: r["commune_as_written_in_source"])
 def test_every_spelling_of_the_territory_file_routes_to_its_area(row):
     written = row["commune_as_written_in_source"]
     assert _area(written) == row["sub_territory"]

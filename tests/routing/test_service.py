@@ -223,6 +223,11 @@ async def test_territory_change_reroutes_open_referrals_only(routing, client):
     ref_anduze = next(r for r in terr.reference_communes() if r.name == "Anduze")
     doc["places"].append({"kind": "commune", "code": ref_anduze.insee, "name": "Anduze",
                           "department": "30", "postcodes": ["30140"], "area": SH})
+    malformed = {**doc, "places": [{**doc["places"][0], "numbers": [CANARY, 5]}, *doc["places"][1:]]}
+    res = await client.post("/territory/cpts-ecm/versions", headers=_auth(), json={
+        "effective_from": "2026-03-01", "territory": malformed})
+    assert res.status_code == 422 and res.json()["detail"]["field"] == "places[0].numbers"
+    assert CANARY not in res.text
     pub = await client.post("/territory/cpts-ecm/versions", headers=_auth(), json={
         "effective_from": "2026-03-01", "territory": doc, "reason": "extension du territoire"})
     assert pub.status_code == 202, pub.text

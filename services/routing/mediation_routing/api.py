@@ -44,6 +44,12 @@ class VersionBody(BaseModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
+def _field_error(err: Exception) -> dict[str, str]:
+    """Our domain errors read "field: why" (never a submitted value)."""
+    field_, _, why = str(err).partition(": ")
+    return {"field": field_, "message": why}
+
+
 def router(svc: Service, store: RoutingStore) -> APIRouter:
     r = APIRouter()
     coordinator = require_role("coordinator")
@@ -78,9 +84,9 @@ def router(svc: Service, store: RoutingStore) -> APIRouter:
             except PermissionError as err:
                 raise HTTPException(403, detail=str(err)) from None
             except ValueError as err:
-                field_, _, why = str(err).partition(": ")
-                code = 409 if field_ == "status" else 422
-                raise HTTPException(code, detail={"field": field_, "message": why}) from None
+                detail = _field_error(err)
+                raise HTTPException(409 if detail["field"] == "status" else 422,
+                                    detail=detail) from None
         return {"status": "routed", "structure": p.structure, "area": p.area,
                 "mediator_id": p.mediator_id, "place": p.place.model_dump(),
                 "decision": p.decision.model_dump()}
@@ -107,8 +113,7 @@ def router(svc: Service, store: RoutingStore) -> APIRouter:
         try:
             sv = terr.from_document(body.territory, version=1, effective_from=body.effective_from)
         except terr.TerritoryError as err:
-            raise HTTPException(422, detail={"field": str(err).split(":")[0],
-                                             "message": str(err).partition(": ")[2]}) from None
+            raise HTTPException(422, detail=_field_error(err)) from None
         if sv.structure != structure:
             raise HTTPException(422, detail={"field": "territory.structure",
                                              "message": "must be the structure of the URL"})
