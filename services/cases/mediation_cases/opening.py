@@ -153,9 +153,7 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
             identity = "conflict_with_open_case"
     if row["status"] == "open":
         await _refresh_from_referrals(deps, conn, row, now=now)
-    await store.bump(conn, case_id, now=now, activity=False)
-    new_row = await store.get_case(conn, case_id)
-    assert new_row is not None
+    new_row = await store.bump(conn, case_id, now=now, activity=False)
     await store.add_timeline(conn, case_id=case_id, at=now, recorded_at=now,
                              kind="referral_updated", actor="system", details={
                                  "referral_id": str(r.referral_id), "revision": r.revision,

@@ -86,15 +86,16 @@ async def add_timeline(conn: asyncpg.Connection, *, case_id: uuid.UUID, at: date
 
 
 async def bump(conn: asyncpg.Connection, case_id: uuid.UUID, *, now: datetime,
-               activity: bool) -> int:
-    """New version of the case; ``activity`` marks mediator work (clears the inactivity flag)."""
+               activity: bool) -> asyncpg.Record:
+    """New version of the case, returned as it now is; ``activity`` marks mediator work
+    (clears the inactivity flag)."""
     if activity:
-        return await conn.fetchval(
+        return await conn.fetchrow(
             "UPDATE cases SET version = version + 1, last_activity_at = GREATEST("
             "last_activity_at, $2), inactive_flagged_at = NULL WHERE case_id = $1 "
-            "RETURNING version", case_id, now)
-    return await conn.fetchval(
-        "UPDATE cases SET version = version + 1 WHERE case_id = $1 RETURNING version", case_id)
+            "RETURNING *", case_id, now)
+    return await conn.fetchrow(
+        "UPDATE cases SET version = version + 1 WHERE case_id = $1 RETURNING *", case_id)
 
 
 async def record_access(conn: asyncpg.Connection | asyncpg.Pool, *, case_id: uuid.UUID,

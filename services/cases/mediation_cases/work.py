@@ -280,17 +280,15 @@ async def _mutate(deps: Deps, caller: Caller, case_id: uuid.UUID, version: int |
                 row = await _visible(conn, caller, case_id, for_update=True)
                 rules.check_version(expected=version, current=row["version"])
                 extra = await change(conn, row, deps.outbox_emit(conn), now)
-                await store.bump(conn, case_id, now=now, activity=activity)
+                new = await store.bump(conn, case_id, now=now, activity=activity)
                 if activity:
                     await store.resolve_notices(conn, case_id, ["inactivity"],
                                                 by="system:activity", now=now)
-                new = await store.get_case(conn, case_id)
                 n = await _referral_count(conn, case_id)
         except Violation as v:
             observe.COMMANDS.labels(command, v.code).inc()
             raise
     observe.COMMANDS.labels(command, "ok").inc()
-    assert new is not None
     return summary(new, n, now, deps.config), extra
 
 
