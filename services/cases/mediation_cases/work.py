@@ -613,7 +613,6 @@ async def open_case(deps: Deps, caller: Caller, req: m.OpenCaseRequest) -> m.Cas
     met_at = _not_future(req.met_at, now, "met_at")
     case_id = uuid.uuid4()
     motives = [mo.model_dump(mode="json", exclude_none=True) for mo in req.motives]
-    observe.OPENINGS.labels(f"api_{req.origin}").inc()
     async with deps.db().acquire() as conn, conn.transaction():
         await opening.lock_person(conn, structure, person_ref)
         other = await store.find_open_case(conn, structure, person_ref)
@@ -644,6 +643,7 @@ async def open_case(deps: Deps, caller: Caller, req: m.OpenCaseRequest) -> m.Cas
         await _first_contact(deps, conn, row, emit, at=met_at, channel=req.channel, attempts=1,
                              now=now, actor=caller.sub)
         row = await store.get_case(conn, case_id)
+    observe.OPENINGS.labels(f"api_{req.origin}").inc()
     return summary(row, 0, now, deps.config)
 
 
