@@ -336,9 +336,19 @@ class Postgres:
         opts = (f"-p {self.port} -h 127.0.0.1 -k {self.sock} -c max_connections=300 "
                 "-c shared_buffers=256MB -c fsync=off -c full_page_writes=off "
                 "-c synchronous_commit=on -c max_wal_size=2GB -c log_min_messages=warning")
-        subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-                        "-o", opts, "-w", "-t", str(int(timeout)), "start"],
-                       check=True, stdout=subprocess.DEVNULL, **user)
+        # After a kill -9 the old postmaster may linger a moment as an unreaped process, and
+        # postgres refuses to start while its lock file names a live pid: try again briefly.
+        deadline = time.monotonic() + timeout
+        while True:
+            done = subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l",
+                                   str(self.log), "-o", opts, "-w", "-t", str(int(timeout)),
+                                   "start"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, **user)
+            if done.returncode == 0 or self.running_pid():
+                break
+            if time.monotonic() > deadline:
+                raise StackError(f"PostgreSQL did not start; see {self.log}")
+            time.sleep(1.0)
         _wait(lambda: _port_open(self.port), timeout, "PostgreSQL", self.log)
         self._ensure_db()
 
