@@ -141,3 +141,13 @@ def test_cli_prints_a_deadline(capsys):
     assert main(["cases-deadline", "2026-11-10T10:00", "2"]) == 0
     out = capsys.readouterr().out
     assert '"due_paris": "2026-11-14T00:00:00+01:00"' in out   # Wed 11 Nov is a holiday
+
+
+def test_inactivity_is_n_times_24_hours_whatever_the_clock_change():
+    # 30 days before Monday 2 Nov 2026 crosses the end of summer time (25 Oct): the cutoff
+    # that the caseload, the summary and the scan all use is still 720 hours earlier
+    now = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    cutoff = rules.inactivity_cutoff(now, 30)
+    assert cutoff == now - timedelta(hours=720)
+    assert rules.is_inactive(cutoff, now, 30)
+    assert not rules.is_inactive(cutoff + timedelta(seconds=1), now, 30)

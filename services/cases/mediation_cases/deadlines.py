@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
 
 from mediation_schemas.cases import CaseInactivityFlagged, FirstContactOverdue
 
-from . import observe, store
+from . import observe, rules, store
 from .context import Deps
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ async def scan_once(deps: Deps, *, limit: int = 500) -> dict[str, int]:
                               order="escalation_due", now=now, threshold=now, limit=limit):
             await _overdue(deps, conn, emit, r, level="escalation", now=now)
             counts["escalations"] += 1
-        cutoff = now - timedelta(days=deps.config.inactivity_days)
+        cutoff = rules.inactivity_cutoff(now, deps.config.inactivity_days)
         for r in await _claim(conn, mark="inactive_flagged_at", when="last_activity_at <= $2",
                               order="last_activity_at", now=now, threshold=cutoff,
                               limit=limit):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from mediation_schemas.vocab import ClosureReason, Urgency
 
@@ -238,5 +238,10 @@ def identity_fields_in(text: str, identity: dict) -> list[str]:
     return found
 
 
+def inactivity_cutoff(now: datetime, days: int) -> datetime:
+    """An open case whose last activity is at or before this instant is inactive."""
+    return now - timedelta(days=days)
+
+
 def is_inactive(last_activity_at: datetime, now: datetime, days: int) -> bool:
-    return (now - last_activity_at).total_seconds() >= days * 86400
+    return last_activity_at <= inactivity_cutoff(now, days)

@@ -112,10 +112,8 @@ async def caseload(deps: Deps, caller: Caller, *, status: str, waiting_first_con
                 f"${len(args)}")
         where.append(cond if overdue else f"NOT ({cond})")
     if inactive is not None:
-        args.append(now)
-        args.append(deps.config.inactivity_days)
-        cond = (f"status = 'open' AND last_activity_at <= ${len(args) - 1}::timestamptz - "
-                f"make_interval(days => ${len(args)}::int)")
+        args.append(rules.inactivity_cutoff(now, deps.config.inactivity_days))
+        cond = f"status = 'open' AND last_activity_at <= ${len(args)}"
         where.append(cond if inactive else f"NOT ({cond})")
     if motive:
         args.append(store.jdump([{"code": motive}]))
@@ -137,15 +135,14 @@ async def caseload(deps: Deps, caller: Caller, *, status: str, waiting_first_con
 
 async def caseload_summary(deps: Deps, caller: Caller) -> list[m.CaseloadLine]:
     now = deps.clock()
-    args: list[Any] = [now, deps.config.inactivity_days]
+    args: list[Any] = [now, rules.inactivity_cutoff(now, deps.config.inactivity_days)]
     scope = _scope_sql(caller, args)
     rows = await deps.db().fetch(
         "SELECT area, mediator_id, count(*) AS open, "
         "count(*) FILTER (WHERE first_contact_at IS NULL) AS waiting, "
         "count(*) FILTER (WHERE first_contact_at IS NULL AND first_contact_due <= $1) "
         "  AS overdue, "
-        "count(*) FILTER (WHERE last_activity_at <= $1::timestamptz "
-        "  - make_interval(days => $2::int)) AS inactive "
+        "count(*) FILTER (WHERE last_activity_at <= $2) AS inactive "
         f"FROM cases WHERE status = 'open' AND {scope} "
         "GROUP BY area, mediator_id ORDER BY area, mediator_id", *args)
     return [m.CaseloadLine(area=r["area"], mediator_id=r["mediator_id"], open=r["open"],
