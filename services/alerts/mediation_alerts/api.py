@@ -98,6 +98,15 @@ def router(rt: Runtime) -> APIRouter:
         if not caller.can_see(structure=structure):
             raise HTTPException(403, detail="structure: outside the caller's scope")
 
+    async def _save(structure: str, item: Any, validate: Any, upsert: Any) -> None:
+        """A directory entry or a rule: checked (422 naming the field), then upserted."""
+        try:
+            validate(item)
+        except ConfigError as err:
+            raise HTTPException(422, detail=str(err)) from None
+        async with pool().acquire() as conn:
+            await upsert(conn, structure, item)
+
     async def _ack(alert_id: uuid.UUID, response: str | None, via: str) -> dict:
         async with pool().acquire() as conn, conn.transaction():
             outcome, row = await store.acknowledge(conn, rt.events, alert_id, response=response,
@@ -284,12 +293,7 @@ Date des faits : {e(row['observed_on'].date().isoformat())}</p>
         a = Authority(authority_id=authority_id, name=body.name, channels=tuple(body.channels),
                       webhook_url=body.webhook_url, webhook_secret=body.webhook_secret,
                       email=body.email, ack=body.ack)
-        try:
-            validate_authority(a)
-        except ConfigError as err:
-            raise HTTPException(422, detail=str(err)) from None
-        async with pool().acquire() as conn:
-            await store.upsert_authority(conn, structure, a)
+        await _save(structure, a, validate_authority, store.upsert_authority)
         return {"authority_id": authority_id, "usable_channels": a.usable_channels()}
 
     @r.put("/structures/{structure}/rules/{rule_id}", summary="Set a rule")
@@ -300,12 +304,7 @@ Date des faits : {e(row['observed_on'].date().isoformat())}</p>
                     escalation=tuple(body.escalation), urgencies=tuple(body.urgencies),
                     communes=tuple(body.communes), requires_identity=body.requires_identity,
                     priority=body.priority, structure_specific=True)
-        try:
-            validate_rule(rule)
-        except ConfigError as err:
-            raise HTTPException(422, detail=str(err)) from None
-        async with pool().acquire() as conn:
-            await store.upsert_rule(conn, structure, rule)
+        await _save(structure, rule, validate_rule, store.upsert_rule)
         return {"rule_id": rule_id}
 
     return r
