@@ -220,3 +220,47 @@ async def test_two_dispatchers_and_a_repeated_dysfunction_send_each_alert_once(
     assert all(n == 1 for n in hook.process_count.values())
     assert len(hook.requests) == 40, "no alert was sent twice by the two dispatchers"
     assert svc.dispatcher.delivered + svc2.dispatcher.delivered == 40
+
+
+async def test_an_authority_without_a_channel_fails_at_once_and_the_coordinator_is_told(
+        hook, smtp, make_alerts, clock):
+    svc = await make_alerts(smtp_port=smtp.port)
+    pool = svc.pool
+    # care_refusal goes to the Défenseur des droits (webhook here) and the CPAM conciliator
+    # (no channel in this structure); its escalation chain ends with the ARS (no channel)
+    await configure(svc, "defenseur_droits", channels=["webhook"], webhook_url=hook.url,
+                    webhook_secret=SECRET)
+    await configure(svc, "coordinator", channels=["email"], email="coordination@cpts.test")
+    await report(svc, [dysfunction("care_refusal")])
+    await eventually(lambda: len(hook.processed) == 1, 60, what="the Défenseur reached")
+    await eventually(lambda: count_is(pool, "SELECT count(*) FROM alerts WHERE status='failed' "
+                                      "AND authority_id='cpam_conciliateur'", 1),
+                     60, what="the conciliator's alert failed at once")
+    # no answer from the Défenseur: the coordinator, then the ARS, which cannot be reached
+    clock.advance(days=10)
+    await eventually(lambda: count_is(pool, "SELECT count(*) FROM alerts WHERE "
+                                      "escalation_level=1 AND authority_id='defenseur_droits'", 1),
+                     60, what="escalated to the coordinator")
+    clock.advance(days=10)
+    await eventually(lambda: count_is(pool, "SELECT count(*) FROM alerts WHERE status='failed'", 2),
+                     60, what="the ARS alert failed at once")
+    assert await pool.fetchval("SELECT count(*) FROM dispatches d JOIN alerts a USING (alert_id) "
+                               "WHERE d.purpose='alert' AND a.authority_id <> "
+                               "'defenseur_droits'") == 0, "nothing to send, nothing planned"
+    evs = await _events(svc, expect=7)
+    failed = {e["payload"]["alert"]["authority_id"]: e["payload"] for e in evs
+              if e["type"] == "AlertDeliveryFailed"}
+    assert set(failed) == {"cpam_conciliateur", "ars"}
+    assert all(f["reason"] == "no_channel_configured" and f["attempts"] == 0
+               and f["channel"] == "none" and f["coordinator_notified"] for f in failed.values())
+    assert failed["ars"]["alert"]["parent_alert_id"] is not None, "the ARS alert is an escalation"
+    escal = sorted((e["payload"]["alert"]["authority_id"], e["payload"]["reason"])
+                   for e in evs if e["type"] == "AlertEscalated")
+    assert escal == [("ars", "delivery_failed"), ("cpam_conciliateur", "delivery_failed"),
+                     ("defenseur_droits", "no_acknowledgement"),
+                     ("defenseur_droits", "no_acknowledgement")]
+    # the coordinator's notices: two failures and one missing acknowledgement
+    await eventually(lambda: len(smtp.processed) == 3, 60, what="three coordinator notices")
+    texts = sorted(smtp.body(k) for k in smtp.processed)
+    assert sum("n'a pu être remis" in t for t in texts) == 2
+    assert sum("aucun accusé de réception" in t for t in texts) == 1

@@ -403,16 +403,12 @@ class Dispatcher:
             next_due = ack_due(now, authority.ack_spec(a["urgency"]))
         else:
             authority = directory.get(target) or directory[COORDINATOR]
-            new_alert_id = store.alert_id_for(a["dysfunction_id"], authority.authority_id)
             rest = [x for x in seq[level:] if x != COORDINATOR]
-            child = await store.create_alert(
-                conn, alert_id=new_alert_id, dysfunction_id=a["dysfunction_id"],
+            new_alert_id = await store.create_alert(
+                conn, rt.events, directory, dysfunction_id=a["dysfunction_id"],
                 structure=a["structure"], category=a["category"], urgency=a["urgency"],
                 authority=authority, requires_identity=a["requires_identity"],
                 escalation_seq=[COORDINATOR, *rest], now=now, parent_alert_id=a["alert_id"])
-            if child is not None and not authority.usable_channels():
-                await store.fail_alert(conn, rt.events, child, directory, channel="none",
-                                       attempts=0, reason="no_channel_configured", now=now)
             next_due = None  # the next authority's alert carries the deadline from now on
         await conn.execute(
             """UPDATE alerts SET status='escalated', escalation_level=$2, escalated_at=$3,

@@ -46,15 +46,11 @@ def register(rt: Runtime):
             authority = directory.get(authority_id)
             if authority is None:  # a rule naming an unknown authority: the coordinator gets it
                 authority = directory[store.COORDINATOR]
-            a = await store.create_alert(
-                conn, alert_id=store.alert_id_for(p.dysfunction_id, authority.authority_id),
-                dysfunction_id=p.dysfunction_id, structure=p.structure,
-                category=p.category.value, urgency=p.urgency.value, authority=authority,
-                requires_identity=rule.requires_identity,
+            await store.create_alert(
+                conn, rt.events, directory, dysfunction_id=p.dysfunction_id,
+                structure=p.structure, category=p.category.value, urgency=p.urgency.value,
+                authority=authority, requires_identity=rule.requires_identity,
                 escalation_seq=escalation_sequence(rule, authority.authority_id), now=now)
-            if a is not None and not authority.usable_channels():
-                await store.fail_alert(conn, rt.events, a, directory, channel="none", attempts=0,
-                                       reason="no_channel_configured", now=now)
         log.info("alerts planned", extra={"fields": {
             "dysfunction_id": str(p.dysfunction_id), "rule_id": rule.rule_id,
             "authorities": len(rule.authorities)}})

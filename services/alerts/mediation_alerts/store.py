@@ -121,11 +121,15 @@ class Events:
 
 # --------------------------------------------------------------------------- alerts
 
-async def create_alert(conn: asyncpg.Connection, *, alert_id: uuid.UUID, dysfunction_id: uuid.UUID,
+async def create_alert(conn: asyncpg.Connection, events: Events,
+                       directory: dict[str, Authority], *, dysfunction_id: uuid.UUID,
                        structure: str, category: str, urgency: str, authority: Authority,
                        requires_identity: bool, escalation_seq: list[str], now: datetime,
-                       parent_alert_id: uuid.UUID | None = None) -> asyncpg.Record | None:
-    """The alert row and one dispatch per usable channel. None if it already existed."""
+                       parent_alert_id: uuid.UUID | None = None) -> uuid.UUID:
+    """The alert row and one dispatch per usable channel; an authority with no usable
+    channel fails it at once (the coordinator is told). Nothing if it already existed.
+    Returns the alert id."""
+    alert_id = alert_id_for(dysfunction_id, authority.authority_id)
     row = await conn.fetchrow(
         """INSERT INTO alerts(alert_id, dysfunction_id, structure, authority_id, authority_name,
                               category, urgency, requires_identity, parent_alert_id,
@@ -135,14 +139,18 @@ async def create_alert(conn: asyncpg.Connection, *, alert_id: uuid.UUID, dysfunc
         alert_id, dysfunction_id, structure, authority.authority_id, authority.name, category,
         urgency, requires_identity, parent_alert_id, escalation_seq, now)
     if row is None:
-        return None
-    for ch in authority.usable_channels():
+        return alert_id
+    channels = authority.usable_channels()
+    for ch in channels:
         await conn.execute(
             """INSERT INTO dispatches(dispatch_id, alert_id, message_id, purpose, recipient,
                                       channel, next_attempt_at, created_at)
                VALUES ($1,$2,$3,'alert',$4,$5,$6,$6)""",
             uuid.uuid4(), alert_id, alert_id, authority.authority_id, ch, now)
-    return row
+    if not channels:
+        await fail_alert(conn, events, row, directory, channel="none", attempts=0,
+                         reason="no_channel_configured", now=now)
+    return alert_id
 
 
 async def add_coordinator_notice(conn: asyncpg.Connection, a: Any, directory: dict[str, Authority],
