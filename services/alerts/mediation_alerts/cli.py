@@ -53,7 +53,3 @@ def register(sub) -> None:
     v.add_argument("--body", required=True, help="file with the raw request body")
     v.add_argument("--tolerance", type=int, default=300)
     v.set_defaults(func=_verify)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(0)
