@@ -119,6 +119,8 @@ async def test_identity_only_with_consent_and_rule_and_never_in_events_logs_span
 
     # logs and spans
     formatter = telemetry.JsonFormatter("alerts")
+    assert any(r.getMessage() == "alerts planned" for r in caplog.records), \
+        "the service's log lines were captured"
     for rec in caplog.records:
         assert _clean(formatter.format(rec)) and _clean(rec.getMessage())
     finished = spans.get_finished_spans()
