@@ -13,6 +13,11 @@ from datetime import UTC, datetime
 import asyncpg
 import orjson
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
 from mediation_alerts import service as alerts_service
 from mediation_alerts.directory import Authority
 from mediation_alerts.policy import DeliveryPolicy
@@ -23,10 +28,6 @@ from mediation_core.settings import from_env
 from mediation_schemas.cases import DysfunctionReported
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.topics import Topics
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 SECRET = "bench-secret-0123456789"
 CONCURRENCY = 20

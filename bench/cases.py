@@ -15,6 +15,8 @@ import uuid
 from datetime import UTC, date, datetime
 
 import asyncpg
+
+from bench._baseline import bare_hop, fill, service_rate
 from mediation_cases.config import CasesConfig
 from mediation_cases.service import build
 from mediation_core.sealing import KeyVault, seal
@@ -22,8 +24,6 @@ from mediation_core.settings import from_env
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.referrals import PlaceRef, ReferralCore, ReferralRouted, RoutingDecision
 from mediation_schemas.topics import Topics
-
-from bench._baseline import bare_hop, fill, service_rate
 
 
 def _events(n: int, block) -> tuple[list[bytes], int]:
@@ -71,6 +71,7 @@ async def _api_latency(settings, n: int) -> tuple[float, float]:
     import statistics
 
     import httpx
+
     from mediation_core.auth import issue_token
 
     svc = build(settings, config=CasesConfig(scan_interval=3600))

@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+
+from bench._baseline import bare_hop, fill, service_rate
 from mediation_core.settings import from_env
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.topics import Topics
-
-from bench._baseline import bare_hop, fill, service_rate
 from tests.core import toy
 
 

@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+
+from bench._baseline import bare_hop, service_rate
 from mediation_core.settings import from_env
 from mediation_core.stack import StackUrls
 from mediation_schemas.topics import Topics
-
-from bench._baseline import bare_hop, service_rate
 
 
 def _name(rng: random.Random, n: int = 8) -> str:
@@ -75,6 +75,7 @@ async def _produce(bootstrap: str, topic: str, forms: list[dict]) -> None:
 
 async def run(urls: StackUrls, scale: float = 1.0) -> list[dict]:
     import httpx
+
     from mediation_core.auth import issue_token
     from mediation_intake.service import build
 

@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench._baseline import bare_hop, service_rate
 from mediation_core import db
 from mediation_core.settings import from_env
 from mediation_reporting import publish, setup
@@ -31,8 +33,6 @@ from mediation_schemas.common import MotiveItem, SealedBlock
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.topics import Topics
 from mediation_schemas.vocab import CaseOrigin, ClosureReason, Motive
-
-from bench._baseline import bare_hop, service_rate
 
 MOTIVES = [Motive.complex_care_path, Motive.access_to_rights, Motive.care_interruption,
            Motive.care_renunciation]

@@ -14,6 +14,8 @@ import uuid
 from datetime import UTC, date, datetime
 
 import asyncpg
+
+from bench._baseline import bare_hop, fill, service_rate
 from mediation_core.settings import from_env
 from mediation_routing import territory as terr
 from mediation_routing.decide import decide
@@ -23,8 +25,6 @@ from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore
 from mediation_schemas.topics import Topics
 from mediation_schemas.vocab import Motive
-
-from bench._baseline import bare_hop, fill, service_rate
 
 TRAPS = ["Quissac 46320", "Cros (63)", "Vabre", "Carnac", "Lioux", "Crespin", "Anduze",
          "Sommières", "Saint-Jean-du-Pin", "La Salle", "Cannes", "Sérignac", "St Hippolyte",

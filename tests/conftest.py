@@ -17,10 +17,11 @@ import uuid
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from mediation_core import stack, telemetry
 from mediation_core.settings import Settings, from_env
 from mediation_schemas.topics import Topics
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 def _docker_answers() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+
 from mediation_schemas.topics import Topics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -7,11 +7,11 @@ import uuid
 
 import orjson
 import pytest
+
 from mediation_core import db
 from mediation_core.consumer import open_dead_letter
 from mediation_core.outbox import Outbox, OutboxRelay, make_producer
 from mediation_schemas.envelope import Envelope, encode, new_envelope
-
 from tests.conftest import eventually
 from tests.core import toy
 from tests.helpers import produce, read_topic, values
@@ -150,11 +150,10 @@ async def test_broker_restart_mid_stream_loses_nothing(settings_for, stack_urls,
     s = settings_for("upstream")
     pool = await db.create_pool(s.database_url, s.schema, application="upstream")
     await db.migrate(pool, s.schema)
-    wake = asyncio.Event()
-    outbox = Outbox("upstream", wake=wake)
+    outbox = Outbox("upstream")
     producer = make_producer(s.kafka_bootstrap, "upstream-relay")
     await producer.start()
-    relay = OutboxRelay(pool, producer, service="upstream", wake=wake, batch_size=50)
+    relay = OutboxRelay(pool, producer, service="upstream", batch_size=50)
     relay_task = asyncio.create_task(relay.run())
     topic = f"{s.topics.prefix}ping"
     n_total = 600

@@ -8,10 +8,10 @@ import uuid
 
 import orjson
 import pytest
+
 from mediation_core import db, telemetry
 from mediation_core.outbox import Outbox, OutboxRelay, make_producer
 from mediation_schemas.envelope import new_envelope
-
 from tests.conftest import eventually
 from tests.core import toy
 from tests.helpers import produce, read_topic

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 
 import asyncpg
 import pytest
-from mediation_core.system import SERVICES, ServiceProcesses
+
+from mediation_core.system import ServiceProcesses, namespaced_env
 from mediation_schemas.topics import Topics
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -47,25 +40,9 @@ class System:
             await conn.close()
 
 
-def system_env(ns: str, stack_urls) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": stack_urls.kafka_bootstrap,
-        "DATABASE_URL": stack_urls.database_url,
-        "MEDIATION_TOPIC_PREFIX": f"{ns}.",
-        "MEDIATION_KEYVAULT_SCHEMA": f"keyvault_{ns}"[:63],
-        "MEDIATION_PARTITIONS": "3",
-    })
-    for s in SERVICES:
-        env[f"MEDIATION_{s.upper()}_SCHEMA"] = f"{s}_{ns}"[:63]
-        env[f"MEDIATION_{s.upper()}_GROUP"] = f"{ns}.{s}"
-        env[f"MEDIATION_{s.upper()}_PORT"] = str(free_port())
-    return env
-
-
 @pytest.fixture
 def system(ns, stack_urls):
-    env = system_env(ns, stack_urls)
+    env = namespaced_env(ns, stack_urls)
     procs = ServiceProcesses(env)
     procs.start_all()
     try:

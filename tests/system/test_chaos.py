@@ -15,11 +15,11 @@ from collections import defaultdict
 
 import orjson
 import pytest
+
 from mediation_core import stack
 from mediation_core.demo import envelope_for
 from mediation_core.system import SERVICES
 from mediation_schemas.envelope import encode
-
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic
 from tests.system.territory import unlimited_cpts_version

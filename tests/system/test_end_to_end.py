@@ -10,10 +10,10 @@ from collections import Counter
 import httpx
 import orjson
 import pytest
+
 from mediation_core.auth import issue_token
 from mediation_core.demo import envelope_for
 from mediation_schemas.envelope import encode
-
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic
 

@@ -33,6 +33,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from mediation_schemas.envelope import (
     DecodeError,
     Envelope,
@@ -42,7 +44,6 @@ from mediation_schemas.envelope import (
     new_envelope,
     registry,
 )
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import telemetry
 from .errors import DomainRejection, is_transient
@@ -169,6 +170,9 @@ class EventConsumer:
             isolation_level="read_committed", session_timeout_ms=30000,
             heartbeat_interval_ms=3000, max_poll_interval_ms=600000,
             metadata_max_age_ms=30000,
+            # a fetch parked at the broker waits at most this long for data: it bounds the
+            # latency added when several topics/partitions are fetched together
+            fetch_max_wait_ms=100,
         )
         self._consumer.subscribe(self.topics, listener=_ReadyOnAssignment(self.ready))
         delay = 0.2

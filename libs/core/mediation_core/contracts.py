@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 from typing import Any, Union
 
+from pydantic import create_model
+
 from mediation_schemas.envelope import Envelope, Payload, registry
 from mediation_schemas.topics import Topics
-from pydantic import create_model
 
 SERVICES = ["intake", "routing", "cases", "alerts", "reporting"]
 

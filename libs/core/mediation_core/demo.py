@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
+
 from mediation_schemas.envelope import Envelope, encode
 from mediation_schemas.topics import topics_from_env
 

@@ -12,6 +12,7 @@ Order is kept per key (aggregate), which is what consumers rely on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -21,9 +22,10 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
-from mediation_schemas.envelope import Envelope, Payload, encode, new_envelope
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+
+from mediation_schemas.envelope import Envelope, Payload, encode, new_envelope
 
 from . import telemetry
 from .errors import is_transient
@@ -55,9 +57,8 @@ def _has_lz4() -> bool:
 class Outbox:
     """Writes events into the service's outbox table, inside the caller's transaction."""
 
-    def __init__(self, producer_name: str, wake: asyncio.Event | None = None) -> None:
+    def __init__(self, producer_name: str) -> None:
         self.producer_name = producer_name
-        self.wake = wake
 
     async def add_envelope(self, conn: asyncpg.Connection, envelope: Envelope, *, topic: str,
                            key: str | None, headers: dict[str, str] | None = None) -> None:
@@ -68,8 +69,6 @@ class Outbox:
             envelope.event_id, topic, key.encode() if key is not None else None,
             encode(envelope), orjson.dumps(hdrs).decode(),
         )
-        if self.wake is not None:
-            self.wake.set()
 
     async def add(self, conn: asyncpg.Connection, payload: Payload, *, topic: str, key: str,
                   correlation_id: str, causation_id: uuid.UUID | None = None,
@@ -88,8 +87,6 @@ class Outbox:
               orjson.dumps({"event_type": env.type, "event_version": str(env.version),
                             **trace_headers}).decode())
              for env, topic, key, trace_headers in items])
-        if self.wake is not None:
-            self.wake.set()
 
     async def add_raw(self, conn: asyncpg.Connection, *, topic: str, key: str | None,
                       value: bytes, event_id: uuid.UUID, headers: dict[str, str]) -> None:
@@ -99,8 +96,6 @@ class Outbox:
             event_id, topic, key.encode() if key is not None else None, value,
             orjson.dumps(headers).decode(),
         )
-        if self.wake is not None:
-            self.wake.set()
 
 
 class OutboxRelay:
@@ -118,6 +113,7 @@ class OutboxRelay:
         self.idle_poll = idle_poll
         self.after_publish = after_publish  # fault-injection hook for tests
         self._stopping = False
+        self._schema: str | None = None
         self._tracer = telemetry.tracer("mediation.outbox")
 
     def stop(self) -> None:
@@ -126,8 +122,15 @@ class OutboxRelay:
 
     async def run(self) -> None:
         delay = 0.1
+        listener: asyncpg.Connection | None = None
         while not self._stopping:
             try:
+                if listener is None or listener.is_closed():
+                    if listener is not None:  # the database restarted: a new LISTEN
+                        with contextlib.suppress(Exception):
+                            await self.pool.release(listener)
+                    listener = None
+                    listener = await self._listen()
                 n = await self.publish_once()
                 delay = 0.1
             except asyncio.CancelledError:
@@ -146,6 +149,21 @@ class OutboxRelay:
                     await asyncio.wait_for(self.wake.wait(), timeout=self.idle_poll)
                 except TimeoutError:
                     pass
+        if listener is not None and not listener.is_closed():
+            await listener.remove_listener("mediation_outbox", self._on_notify)
+            await self.pool.release(listener)
+
+    async def _listen(self) -> asyncpg.Connection:
+        """A pooled connection kept for LISTEN: commits of outbox rows wake the relay at once
+        (the idle poll remains the fallback if notifications are lost)."""
+        conn = await self.pool.acquire()
+        self._schema = await conn.fetchval("SELECT current_schema()")
+        await conn.add_listener("mediation_outbox", self._on_notify)
+        return conn
+
+    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+        if payload == self._schema:
+            self.wake.set()
 
     async def publish_once(self) -> int:
         """Claim one batch, publish it, delete it. Returns the number of rows published."""

@@ -30,6 +30,7 @@ import asyncpg
 import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from mediation_schemas.common import SealedBlock
 
 from .db import check_ident

@@ -16,7 +16,9 @@ from pathlib import Path
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import db, telemetry
@@ -53,7 +55,7 @@ class Service:
         self.name = settings.service
         self.migrations = migrations
         self.wake = asyncio.Event()
-        self.outbox = Outbox(producer_name=self.name, wake=self.wake)
+        self.outbox = Outbox(producer_name=self.name)
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self.consumers: list[EventConsumer] = []
@@ -67,6 +69,7 @@ class Service:
         self._stop = asyncio.Event()
         self.stopping = asyncio.Event()  # set when stop() begins: background loops end on it
         self._ready = False
+        self._install_error_handlers()
         self._install_health_routes()
 
     # ------------------------------------------------------------------ declaration
@@ -74,6 +77,23 @@ class Service:
                  register: Callable[[EventConsumer], None]) -> None:
         """Declare a consumer group member; ``register`` adds its handlers."""
         self._consumer_specs.append((name, topics, register))
+
+    def _install_error_handlers(self) -> None:
+        """422 bodies name each field and rule, never the value sent (FastAPI's default
+        echoes the input, which may be personal data). A service may install its own."""
+
+        @self.app.exception_handler(RequestValidationError)
+        async def validation_failed(_request: Request, exc: RequestValidationError) -> JSONResponse:
+            problems = []
+            for e in exc.errors():
+                loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+                msg = e.get("msg", "")
+                if e.get("type") == "union_tag_invalid":  # pydantic quotes the tag sent
+                    msg = f"unknown value; expected one of {e.get('ctx', {}).get('expected_tags')}"
+                problems.append({"field": ".".join(loc) or "(body)", "code": e.get("type"),
+                                 "message": msg})
+            return JSONResponse(status_code=422,
+                                content={"error": "validation_failed", "problems": problems})
 
     def _install_health_routes(self) -> None:
         @self.app.get("/healthz", include_in_schema=False)

@@ -23,6 +23,31 @@ SERVICES = ["intake", "routing", "cases", "alerts", "reporting"]
 LOGS = stack.STACK_DIR / "logs"
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def namespaced_env(ns: str, urls: stack.StackUrls, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the five services in their own namespace: topic prefix, schemas,
+    consumer groups, key vault schema and free HTTP ports (tests and benchmarks)."""
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": urls.kafka_bootstrap,
+        "DATABASE_URL": urls.database_url,
+        "MEDIATION_TOPIC_PREFIX": f"{ns}.",
+        "MEDIATION_KEYVAULT_SCHEMA": f"keyvault_{ns}"[:63],
+    })
+    for s in SERVICES:
+        env[f"MEDIATION_{s.upper()}_SCHEMA"] = f"{s}_{ns}"[:63]
+        env[f"MEDIATION_{s.upper()}_GROUP"] = f"{ns}.{s}"
+        env[f"MEDIATION_{s.upper()}_PORT"] = str(free_port())
+    return env
+
+
 class ServiceProcesses:
     """The five services as child processes (each its own process, as in production)."""
 
