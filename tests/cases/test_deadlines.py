@@ -10,7 +10,7 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
-from mediation_cases import deadlines
+from mediation_cases import cli, deadlines
 from mediation_cases.deadlines import scan_once
 from mediation_cases.opening import case_id_for_referral
 from mediation_cases.service import build
@@ -142,3 +142,25 @@ async def test_the_watcher_survives_a_failed_scan_and_ends_when_the_service_stop
     await asyncio.wait_for(task, 60)
     assert not task.cancelled() and task.result() is None
     assert [r.getMessage() for r in caplog.records].count("deadline scan failed") == 1
+
+
+async def test_the_scan_command_works_beside_the_running_service(cases_svc, watch, clock):
+    """``mediation cases-scan`` scans with a pool of its own; the running service publishes
+    what it wrote to the outbox."""
+    clock.set(utc(2026, 1, 5, 8, 0))   # the service lives in January: nothing due for it
+    routed = await routed_referral(cases_svc, who=person("Scan", "Ligne", "1962-06-06"))
+    cid = str(case_id_for_referral(routed.referral.referral_id))
+    await eventually(lambda: watch.events("CaseOpened"), 60)
+
+    counts = await cli.scan(cases_svc.settings, TEST_CONFIG, clock=lambda: utc(2026, 3, 2, 8, 0))
+    assert counts == {"reminders": 1, "escalations": 1, "inactive": 1}
+    overdue = await eventually(lambda: len(watch.events("FirstContactOverdue")) == 2
+                               and watch.events("FirstContactOverdue"), 60)
+    assert [(e["_key"], e["payload"]["level"]) for e in overdue] == [
+        (cid, "reminder"), (cid, "escalation")]
+    flagged = await eventually(lambda: watch.events("CaseInactivityFlagged"), 60)
+    assert flagged[0]["_key"] == cid
+    # once: the next scan finds nothing left to send
+    assert await cli.scan(cases_svc.settings, TEST_CONFIG,
+                          clock=lambda: utc(2026, 3, 3, 8, 0)) == {
+        "reminders": 0, "escalations": 0, "inactive": 0}

@@ -7,6 +7,10 @@ import asyncio
 import json
 from datetime import datetime
 
+from mediation_core.settings import Settings
+
+from .config import CasesConfig, Clock, system_clock
+
 
 def _deadline(args: argparse.Namespace) -> int:
     from .calendar import PARIS, deadline
@@ -20,21 +24,30 @@ def _deadline(args: argparse.Namespace) -> int:
     return 0
 
 
+async def scan(settings: Settings, config: CasesConfig,
+               clock: Clock = system_clock) -> dict[str, int]:
+    """One deadline scan with nothing but a database pool: the notices and their events are
+    written to the outbox, which the running service's relay publishes. Starting the whole
+    service for it would join its consumer group (a rebalance) and run a second watcher."""
+    from mediation_core import db
+    from mediation_core.outbox import Outbox
+
+    from .context import Deps
+    from .deadlines import scan_once
+
+    pool = await db.create_pool(settings.database_url, settings.schema,
+                                application=f"{settings.service}-scan", max_size=2)
+    try:
+        return await scan_once(Deps(settings=settings, config=config, clock=clock,
+                                    outbox=Outbox(producer_name=settings.service), pool=pool))
+    finally:
+        await pool.close()
+
+
 def _scan(args: argparse.Namespace) -> int:
     from mediation_core.settings import from_env
 
-    from .deadlines import scan_once
-    from .service import build
-
-    async def run() -> dict:
-        svc = build(from_env("cases"))
-        await svc.start(http=False)
-        try:
-            return await scan_once(svc.deps)  # type: ignore[attr-defined]
-        finally:
-            await svc.stop()
-
-    print(json.dumps(asyncio.run(run())))
+    print(json.dumps(asyncio.run(scan(from_env("cases"), CasesConfig.from_env()))))
     return 0
 
 
@@ -44,5 +57,6 @@ def register(subparsers) -> None:
     p.add_argument("start", help="ISO date-time; Paris time if no offset")
     p.add_argument("days", type=int)
     p.set_defaults(func=_deadline)
-    s = subparsers.add_parser("cases-scan", help="run one deadline scan of the cases service")
+    s = subparsers.add_parser("cases-scan", help="run one deadline scan of the cases service "
+                              "(its events are published by the running service)")
     s.set_defaults(func=_scan)
