@@ -50,6 +50,10 @@ async def test_ack_by_link_and_api_and_escalation_by_clock(hook, smtp, make_aler
         path = urlsplit(conc["ack_url"]).path
         page = await c.get(path)
         assert page.status_code == 200 and "Accuser réception" in page.text
+        # too long a response, by the page's form or JSON: refused, the value never echoed
+        for too_long in ({"data": {"response": "Z" * 5000}}, {"json": {"response": "Z" * 5000}}):
+            r = await c.post(path, **too_long)
+            assert r.status_code == 422 and "ZZZZ" not in r.text
         r = await c.post(path, data={"response": "Conciliation engagée avec le cabinet."})
         assert r.status_code == 200 and r.json()["already_acknowledged"] is False
         r = await c.post(path, data={"response": "encore"})

@@ -151,20 +151,16 @@ Date des faits : {e(row['observed_on'].date().isoformat())}</p>
     async def ack_link(token: str, request: Request) -> dict:
         alert_id = _link_alert(token)
         raw = await request.body()
-        response: str | None = None
-        ctype = request.headers.get("content-type", "")
-        if raw:
-            if ctype.startswith("application/json"):
-                try:
-                    response = AckBody.model_validate_json(raw).response
-                except ValueError:
-                    raise HTTPException(422, detail="response: must be a string of at most "
-                                                    "4000 characters") from None
+        try:  # the page's form, or JSON: one model checks both
+            if request.headers.get("content-type", "").startswith("application/json"):
+                body = AckBody.model_validate_json(raw or b"{}")
             else:
-                response = (parse_qs(raw.decode(errors="replace")).get("response") or [None])[0]
-        if response is not None and len(response) > 4000:
-            raise HTTPException(422, detail="response: at most 4000 characters")
-        return await _ack(alert_id, response or None, "link")
+                form = parse_qs(raw.decode(errors="replace"))
+                body = AckBody(response=(form.get("response") or [None])[0])
+        except ValueError:
+            raise HTTPException(422, detail="response: must be a string of at most "
+                                            "4000 characters") from None
+        return await _ack(alert_id, body.response or None, "link")
 
     # ------------------------------------------------------------------ authority API
     @r.post("/{alert_id}/ack", summary="Acknowledge by API (authority)")
