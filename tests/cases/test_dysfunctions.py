@@ -8,7 +8,6 @@ import logging
 import pytest
 from mediation_cases.opening import case_id_for_referral
 from mediation_core import telemetry
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.conftest import eventually
 
@@ -27,9 +26,7 @@ def _who() -> dict:
 
 
 async def test_dysfunction_reported_without_identity_and_canaries_nowhere(
-        cases_svc, client, watch, caplog):
-    spans = InMemorySpanExporter()
-    telemetry.setup_tracing("cases", extra_exporters=[spans])
+        cases_svc, client, watch, caplog, spans):
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="mediation_cases")
     caplog.set_level(logging.DEBUG, logger="mediation_core")
