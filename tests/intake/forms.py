@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
 from mediation_intake.contract import EXAMPLES
 
 GP = "referral-received-msp-gp.json"

@@ -7,8 +7,9 @@ import base64
 import os
 
 import pytest
+
 from mediation_core import db, sealing
-from mediation_intake.service import make_vault, master_keys
+from mediation_core.settings import previous_master_keys
 
 pytestmark = pytest.mark.stack
 
@@ -17,7 +18,7 @@ async def test_rotation_rewraps_every_data_key_and_old_blocks_still_open(setting
     old = settings_for("intake", master_key=os.urandom(32), master_key_id="kek-2025")
     pool = await db.create_pool(old.database_url, old.schema, application="t")
     try:
-        v1 = make_vault(pool, old, previous="")
+        v1 = sealing.KeyVault.from_settings(pool, old)
         await v1.ensure()
         async with pool.acquire() as conn, conn.transaction():
             key_id, dek = await v1.key_for_person(conn, "person-ref-1")
@@ -25,15 +26,16 @@ async def test_rotation_rewraps_every_data_key_and_old_blocks_still_open(setting
 
         new = old.with_(master_key=os.urandom(32), master_key_id="kek-2026")
         previous = f"kek-2025:{base64.b64encode(old.master_key).decode()}"
-        assert set(master_keys(new, previous)) == {"kek-2025", "kek-2026"}
-        v2 = make_vault(pool, new, previous=previous)
+        rotating = new.with_(previous_master_keys=previous_master_keys(previous))
+        assert set(rotating.master_keys) == {"kek-2025", "kek-2026"}
+        v2 = sealing.KeyVault.from_settings(pool, rotating)
         assert await v2.rewrap("kek-2026") == 1
-        v3 = make_vault(pool, new, previous="")  # the old master key is gone from config
+        v3 = sealing.KeyVault.from_settings(pool, new)  # the old master key is gone from config
         assert (await v3.open(block, actor="t", purpose="t")) == {"family_name": "ROUVIÈRE"}
         kek = await pool.fetchval(f"SELECT kek_id FROM {new.keyvault_schema}.person_keys")
         assert kek == "kek-2026"
         with pytest.raises(ValueError):
-            master_keys(new, "broken")
+            previous_master_keys("broken")
     finally:
         await pool.close()
 
@@ -43,7 +45,7 @@ async def test_rewrap_keys_command_moves_keys_to_the_configured_master_key(setti
     old = settings_for("intake", master_key=os.urandom(32), master_key_id="kek-a")
     pool = await db.create_pool(old.database_url, old.schema, application="t")
     try:
-        v1 = make_vault(pool, old, previous="")
+        v1 = sealing.KeyVault.from_settings(pool, old)
         await v1.ensure()
         async with pool.acquire() as conn, conn.transaction():
             for ref in ("person-ref-1", "person-ref-2"):

@@ -7,9 +7,9 @@ from datetime import date
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from mediation_intake.validation import Invalid, Valid, validate
 from mediation_schemas.received import ReferralReceived
-
 from tests.intake.forms import GP, HOSPITAL, form
 
 TODAY = date(2026, 11, 23)

@@ -8,10 +8,10 @@ import uuid
 import httpx
 import orjson
 import pytest
+
 from mediation_core.auth import issue_token
 from mediation_core.sealing import KeyDestroyed
 from mediation_intake.intake import referral_id
-
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic
 from tests.intake.forms import GP, HOSPITAL, envelope, form, key

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+
 from mediation_intake import normalise as n
 from mediation_intake.validation import Invalid, NotJson, Valid, validate
-
 from tests.intake.forms import CANARY, GP, HOSPITAL, canary_form, form
 
 TODAY = date(2026, 11, 23)

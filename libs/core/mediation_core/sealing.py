@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from mediation_schemas.common import SealedBlock
 
 from .db import check_ident
+from .settings import Settings
 
 
 class KeyDestroyed(Exception):
@@ -71,6 +72,12 @@ def unseal(dek: bytes, block: SealedBlock) -> dict[str, Any]:
 
 class KeyVault:
     """Per-person data keys, wrapped by the master key, in schema ``keyvault``."""
+
+    @classmethod
+    def from_settings(cls, pool: asyncpg.Pool, settings: Settings) -> KeyVault:
+        """The vault as configured: current master key, previous ones during a rotation."""
+        return cls(pool, settings.master_keys, settings.master_key_id,
+                   schema=settings.keyvault_schema)
 
     def __init__(self, pool: asyncpg.Pool, master_keys: dict[str, bytes], current_kek: str,
                  schema: str = "keyvault", cache_ttl: float = 30.0) -> None:

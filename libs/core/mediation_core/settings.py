@@ -44,12 +44,31 @@ class Settings:
     master_key_id: str = "dev-1"
     blind_index_key: bytes = b""
     keyvault_schema: str = "keyvault"
+    previous_master_keys: dict[str, bytes] = field(default_factory=dict)
     otlp_endpoint: str | None = None
     trace_file: str | None = None
     instance: str = "0"
 
     def with_(self, **kw) -> Settings:
         return replace(self, **kw)
+
+    @property
+    def master_keys(self) -> dict[str, bytes]:
+        """The current master key, plus the previous ones during a rotation."""
+        return {**self.previous_master_keys, self.master_key_id: self.master_key}
+
+
+def previous_master_keys(spec: str) -> dict[str, bytes]:
+    """``MEDIATION_MASTER_KEYS_PREVIOUS`` = ``id:base64,id:base64``: master keys that still
+    unwrap data keys wrapped before a rotation, until ``mediation rewrap-keys`` moved them."""
+    keys: dict[str, bytes] = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        kid, _, b64 = item.partition(":")
+        raw = base64.b64decode(b64)
+        if not kid or len(raw) != 32:
+            raise ValueError("MEDIATION_MASTER_KEYS_PREVIOUS: expected id:base64 of 32 bytes")
+        keys[kid] = raw
+    return keys
 
 
 DEFAULT_PORTS = {"intake": 8081, "routing": 8082, "cases": 8083, "alerts": 8084, "reporting": 8085}
@@ -76,6 +95,7 @@ def from_env(service: str, **overrides) -> Settings:
         master_key_id=os.environ.get("MEDIATION_MASTER_KEY_ID", "dev-1"),
         blind_index_key=_key("MEDIATION_BLIND_INDEX_KEY", "blind-index"),
         keyvault_schema=os.environ.get("MEDIATION_KEYVAULT_SCHEMA", "keyvault"),
+        previous_master_keys=previous_master_keys(os.environ.get("MEDIATION_MASTER_KEYS_PREVIOUS", "")),
         otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         trace_file=os.environ.get("MEDIATION_TRACE_FILE"),
         instance=os.environ.get("MEDIATION_INSTANCE", str(os.getpid())),

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from opentelemetry.trace import SpanKind
+
 from mediation_core import telemetry
 from mediation_core.auth import Caller, require_role
 from mediation_schemas.common import Problem
-from opentelemetry.trace import SpanKind
 
 from .validation import NotJson, too_large
 

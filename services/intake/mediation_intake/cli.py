@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncpg
+
     from mediation_core.sealing import KeyVault
     from mediation_core.settings import Settings
 
@@ -39,15 +40,14 @@ def register(sub) -> None:
 @contextlib.asynccontextmanager
 async def _vault(application: str) -> AsyncIterator[tuple[Settings, asyncpg.Pool, KeyVault]]:
     """Intake's settings, a small pool on its schema and its key vault, for one command."""
-    from mediation_core import db
+    from mediation_core import db, sealing
     from mediation_core.settings import from_env
 
-    from .service import make_vault
 
     s = from_env("intake")
     pool = await db.create_pool(s.database_url, s.schema, application=application, max_size=2)
     try:
-        vault = make_vault(pool, s)
+        vault = sealing.KeyVault.from_settings(pool, s)
         await vault.ensure()
         yield s, pool, vault
     finally:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+
 from mediation_core import sealing
 
 REASONS = ("right_to_erasure", "retention_expired", "consent_withdrawn")

@@ -27,14 +27,15 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
+from opentelemetry.trace import Status, StatusCode
+from prometheus_client import Counter
+
 from mediation_core import sealing, telemetry
 from mediation_schemas.common import MotiveItem, Problem
 from mediation_schemas.envelope import Payload
 from mediation_schemas.received import ReferralReceived
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore, ReferralRejected
 from mediation_schemas.topics import Topics
-from opentelemetry.trace import Status, StatusCode
-from prometheus_client import Counter
 
 from .validation import MAX_PAYLOAD_BYTES, Invalid, safe_ids, validate
 

@@ -6,13 +6,12 @@ which holds the rules; validation is the pure module validation.py.
 
 from __future__ import annotations
 
-import base64
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+
 from mediation_core import sealing
 from mediation_core.consumer import EventConsumer, HandlerContext
 from mediation_core.errors import DomainRejection
@@ -46,29 +45,6 @@ class Runtime:
     intake: Intake = None  # type: ignore[assignment]
 
 
-def master_keys(settings: Settings, previous: str | None = None) -> dict[str, bytes]:
-    """The current master key, plus the previous ones during a rotation.
-
-    ``MEDIATION_MASTER_KEYS_PREVIOUS`` = ``id:base64,id:base64``: keys that still unwrap data
-    keys wrapped before the rotation, until ``mediation rewrap-keys`` has moved them all.
-    """
-    keys = {settings.master_key_id: settings.master_key}
-    spec = previous if previous is not None else os.environ.get("MEDIATION_MASTER_KEYS_PREVIOUS", "")
-    for item in filter(None, (x.strip() for x in spec.split(","))):
-        kid, _, b64 = item.partition(":")
-        raw = base64.b64decode(b64)
-        if not kid or len(raw) != 32:
-            raise ValueError("MEDIATION_MASTER_KEYS_PREVIOUS: expected id:base64 of 32 bytes")
-        keys.setdefault(kid, raw)
-    return keys
-
-
-def make_vault(pool: asyncpg.Pool, settings: Settings,
-               previous: str | None = None) -> sealing.KeyVault:
-    return sealing.KeyVault(pool, master_keys(settings, previous), settings.master_key_id,
-                            schema=settings.keyvault_schema)
-
-
 def build(settings: Settings, *, clock: Clock | None = None, http_rate: float = 20.0,
           http_burst: int = 100, max_bytes: int = MAX_PAYLOAD_BYTES) -> Service:
     svc = Service(settings, migrations=Path(__file__).parent / "migrations",
@@ -81,7 +57,7 @@ def build(settings: Settings, *, clock: Clock | None = None, http_rate: float = 
     async def startup(s: Service) -> None:
         assert s.pool is not None
         rt.pool = s.pool
-        rt.vault = make_vault(s.pool, settings)
+        rt.vault = sealing.KeyVault.from_settings(s.pool, settings)
         await rt.vault.ensure()
         rt.intake = Intake(topics=topics, vault=rt.vault,
                            blind_index_key=settings.blind_index_key,

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from mediation_schemas.common import Problem
 from mediation_schemas.received import ID_PATTERN, ReferralReceived
 from mediation_schemas.vocab import MeetingMode, Motive
-from pydantic import ValidationError
 
 from . import normalise as n
 
