@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 import pytest
+
 from mediation_cases.config import CasesConfig
 from mediation_cases.service import build
 

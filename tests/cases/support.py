@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+
 from mediation_core.auth import issue_token
 from mediation_core.sealing import blind_index, seal
 from mediation_schemas.envelope import encode, new_envelope
@@ -18,7 +19,6 @@ from mediation_schemas.referrals import (
     ReferralUnroutable,
     RoutingDecision,
 )
-
 from tests.helpers import produce
 
 STRUCTURE = "cpts-ecm"

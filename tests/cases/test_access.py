@@ -4,8 +4,8 @@ and every opening of sealed personal data is in the case's audit trail."""
 from __future__ import annotations
 
 import pytest
-from mediation_cases.opening import case_id_for_referral
 
+from mediation_cases.opening import case_id_for_referral
 from tests.conftest import eventually
 
 from .support import (

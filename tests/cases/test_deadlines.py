@@ -10,12 +10,12 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
+
 from mediation_cases import cli, deadlines
 from mediation_cases.deadlines import scan_once
 from mediation_cases.opening import case_id_for_referral
 from mediation_cases.service import build
 from mediation_core.settings import from_env
-
 from tests.conftest import eventually
 
 from .conftest import TEST_CONFIG

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from mediation_cases.opening import case_id_for_referral
 from mediation_core import telemetry
-
 from tests.conftest import eventually
 
 from .support import MEDIATOR_A, routed_referral

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from mediation_cases.opening import case_id_for_referral
 
+from mediation_cases.opening import case_id_for_referral
 from tests.conftest import eventually
 
 from .support import MEDIATOR_A, person, routed_referral

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+
 from mediation_cases.opening import case_id_for_referral
 from mediation_cases.service import build
-
 from tests.conftest import eventually
 
 from .conftest import TEST_CONFIG

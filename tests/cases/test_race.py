@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from mediation_cases import opening
 from mediation_cases.service import build
 from mediation_schemas.envelope import encode, new_envelope
-
 from tests.conftest import eventually
 from tests.helpers import produce
 

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from mediation_cases import calendar, rules
 from mediation_cases.rules import KnownReferral, RuleViolation, decide_opening
 from mediation_schemas.vocab import ClosureReason

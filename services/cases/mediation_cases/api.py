@@ -11,9 +11,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from mediation_core.auth import Caller, require_role
 from mediation_schemas.vocab import Motive
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import apimodels as m
 from . import work

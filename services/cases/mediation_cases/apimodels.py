@@ -10,6 +10,8 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
 from mediation_schemas.cases import Attendance
 from mediation_schemas.common import MotiveItem
 from mediation_schemas.vocab import (
@@ -18,7 +20,6 @@ from mediation_schemas.vocab import (
     HealthRight,
     Urgency,
 )
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 Channel = Literal["phone", "permanence", "home_visit", "partner_place"]
 Target = Literal["gp", "specialist", "dentist", "hospital", "pass", "pmi", "mental_health",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
 from mediation_core.outbox import Outbox
 from mediation_core.sealing import KeyVault
 from mediation_core.settings import Settings

@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime
 
 import asyncpg
+
 from mediation_schemas.cases import ReferralStatusChanged
 from mediation_schemas.vocab import ClosureReason
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mediation_core import telemetry
 from prometheus_client import Counter
+
+from mediation_core import telemetry
 
 OPENINGS = Counter("mediation_cases_openings_total",
                    "Routed referrals by decision (open, attach, update, ignore) and API openings",

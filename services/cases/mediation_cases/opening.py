@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 import asyncpg
+
 from mediation_schemas.cases import (
     CaseOpened,
     CaseReassigned,

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+
 from mediation_schemas.cases import CaseRef
 
 from . import rules

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+
 from mediation_core.auth import Caller
 from mediation_core.sealing import KeyDestroyed, blind_index, seal
 from mediation_schemas.cases import (
