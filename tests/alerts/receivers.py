@@ -31,8 +31,9 @@ def free_port() -> int:
 
 
 class WebhookReceiver:
-    """``script``: modes for the next requests, in order: "500", "503", "timeout" (store,
-    then answer too late), "ok". After the script: "ok"."""
+    """``script``: modes for the next requests of messages not yet processed, in order:
+    "500", "503", "timeout" (store, then answer too late), "ok". After the script: "ok".
+    A copy of a processed message is answered 200 ("duplicate") and uses no mode."""
 
     def __init__(self, secret: str, *, port: int | None = None, script: list[str] | None = None,
                  hang: float = 1.5) -> None:
@@ -62,13 +63,13 @@ class WebhookReceiver:
             self.requests.append((None, f"rejected:{res.reason}"))
             return Response(status_code=401)
         key = res.idempotency_key
+        if res.duplicate:  # answered without using a scripted fault: the script stays in order
+            self.requests.append((key, "duplicate"))
+            return Response(status_code=200)
         mode = self.script.pop(0) if self.script else "ok"
         if mode in ("500", "503"):
             self.requests.append((key, mode))
             return Response(status_code=int(mode))
-        if res.duplicate:
-            self.requests.append((key, "duplicate"))
-            return Response(status_code=200)
         self.processed[key] = orjson.loads(raw)
         self.process_count[key] += 1
         self.requests.append((key, mode))
