@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+
 from mediation_alerts import service as alerts_service
 from mediation_alerts.channels import SmtpConfig
 from mediation_alerts.clock import OffsetClock
@@ -16,7 +17,6 @@ from mediation_alerts.runtime import AlertsConfig
 from mediation_core.auth import issue_token
 from mediation_schemas.cases import DysfunctionReported
 from mediation_schemas.envelope import encode, new_envelope
-
 from tests.helpers import produce
 
 from .receivers import SmtpReceiver, WebhookReceiver

@@ -15,12 +15,12 @@ from collections import Counter
 import orjson
 import uvicorn
 from aiosmtpd.controller import Controller
-from mediation_alerts.verifier import verify_webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mediation_alerts.verifier import verify_webhook
 from tests.conftest import eventually
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from mediation_alerts.directory import DEFAULTS_FILE, ConfigError, load_structures_file
 
+from mediation_alerts.directory import DEFAULTS_FILE, ConfigError, load_structures_file
 from tests.conftest import eventually
 from tests.helpers import read_topic, values
 

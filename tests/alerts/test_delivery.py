@@ -9,9 +9,9 @@ from collections import Counter
 
 import orjson
 import pytest
+
 from mediation_alerts.policy import DeliveryPolicy
 from mediation_schemas.envelope import encode, new_envelope
-
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic, values
 

@@ -7,9 +7,9 @@ import logging
 import uuid
 
 import pytest
+
 from mediation_core import telemetry
 from mediation_core.sealing import KeyVault, seal
-
 from tests.conftest import eventually
 from tests.helpers import read_topic
 

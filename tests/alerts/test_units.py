@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from mediation_alerts import content
 from mediation_alerts.clock import OffsetClock
 from mediation_alerts.deadlines import PARIS, ack_due, add_working_days, parse_spec

@@ -24,9 +24,10 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
 from mediation_core.auth import Caller, require_role
 from mediation_core.sealing import KeyDestroyed
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import content, store
 from .directory import Authority, ConfigError, Rule, validate_authority, validate_rule

@@ -28,12 +28,13 @@ from typing import Any
 
 import asyncpg
 import orjson
+from prometheus_client import Counter, Histogram
+
 from mediation_core import telemetry
 from mediation_core.errors import is_transient
 from mediation_core.sealing import KeyDestroyed
 from mediation_schemas.alerts import AlertDispatched, AlertEscalated, AlertOutbound
 from mediation_schemas.envelope import Envelope, new_envelope
-from prometheus_client import Counter, Histogram
 
 from . import content, store
 from .channels import EmailChannel, Outcome, WebhookChannel, endpoint_of_url

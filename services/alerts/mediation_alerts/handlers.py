@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import orjson
+
 from mediation_core.consumer import EventConsumer, HandlerContext
 from mediation_schemas.cases import DysfunctionReported
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from mediation_core.auth import api_key
 from mediation_core.sealing import KeyVault
 from mediation_core.service import Service

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+
 from mediation_core.outbox import Outbox
 from mediation_schemas.alerts import (
     AlertAcknowledged,
