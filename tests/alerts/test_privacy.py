@@ -34,17 +34,23 @@ def _clean(text: str) -> bool:
     return not any(c in text for c in CANARIES + PRIVATE)
 
 
-async def test_identity_only_with_consent_and_rule_and_never_in_events_logs_spans(
-        hook, smtp, make_alerts, caplog, spans):
-    caplog.set_level(logging.DEBUG)
-    svc = await make_alerts(smtp_port=smtp.port)
+async def _sealed_identity(svc) -> tuple[KeyVault, str, dict]:
+    """IDENTITY sealed the way intake does, under a new person's key in the test's vault."""
     s = svc.settings
     vault = KeyVault(svc.pool, {s.master_key_id: s.master_key}, s.master_key_id,
                      schema=s.keyvault_schema)
     await vault.ensure()
     async with svc.pool.acquire() as conn, conn.transaction():
         key_id, dek = await vault.key_for_person(conn, f"person-{uuid.uuid4()}")
-    sealed = seal(dek, key_id, IDENTITY).model_dump()
+    return vault, key_id, seal(dek, key_id, IDENTITY).model_dump()
+
+
+async def test_identity_only_with_consent_and_rule_and_never_in_events_logs_spans(
+        hook, smtp, make_alerts, caplog, spans):
+    caplog.set_level(logging.DEBUG)
+    svc = await make_alerts(smtp_port=smtp.port)
+    s = svc.settings
+    _, _, sealed = await _sealed_identity(svc)
     await configure(svc, "mairie_hygiene", channels=["webhook"], webhook_url=hook.url,
                     webhook_secret=SECRET)
     await configure(svc, "defenseur_droits", channels=["webhook", "kafka"],
@@ -131,13 +137,7 @@ async def test_identity_only_with_consent_and_rule_and_never_in_events_logs_span
 
 async def test_an_erased_person_is_not_named_and_the_identity_api_says_erased(hook, make_alerts):
     svc = await make_alerts()
-    s = svc.settings
-    vault = KeyVault(svc.pool, {s.master_key_id: s.master_key}, s.master_key_id,
-                     schema=s.keyvault_schema)
-    await vault.ensure()
-    async with svc.pool.acquire() as conn, conn.transaction():
-        key_id, dek = await vault.key_for_person(conn, f"person-{uuid.uuid4()}")
-    sealed = seal(dek, key_id, IDENTITY).model_dump()
+    vault, key_id, sealed = await _sealed_identity(svc)
     # erasure (crypto-shredding) after the report was written, before it is delivered
     assert await vault.destroy(key_id, actor="test", reason="erasure")
     await configure(svc, "mairie_hygiene", channels=["webhook"], webhook_url=hook.url,
