@@ -174,13 +174,13 @@ def run_demo(env: dict[str, str], duration: float = 60.0, rate: float = 20.0) ->
     import os
 
     os.environ.update({k: v for k, v in env.items() if k.startswith(("MEDIATION_", "KAFKA_", "DATABASE_"))})
+    import time
+
     n = max(int(duration * rate), 50)
-    items = forms(n, seed=int(env.get("MEDIATION_DEMO_SEED", "2026")))
-    print(f"demo: publishing {n} referrals at {rate:.0f}/s (seed {env.get('MEDIATION_DEMO_SEED', '2026')})",
-          flush=True)
+    seed = int(env.get("MEDIATION_DEMO_SEED") or time.time())
+    items = forms(n, seed=seed)
+    print(f"demo: publishing {n} referrals at {rate:.0f}/s (MEDIATION_DEMO_SEED={seed})", flush=True)
     asyncio.run(publish_forms(env["KAFKA_BOOTSTRAP_SERVERS"], items, rate=rate))
-    try:
-        from . import demo_activity  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    asyncio.run(demo_activity.simulate(env))
+    from . import demo_activity
+
+    asyncio.run(demo_activity.simulate(env, seed=seed))

@@ -110,7 +110,12 @@ class ServiceProcesses:
                 os.killpg(p.pid, signal.SIGKILL)
 
 
+def _stop_on_sigterm(*_args) -> None:
+    raise SystemExit(0)  # unwinds through the finally that stops the services
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         urls = stack.up()
     except stack.StackError as err:
@@ -119,10 +124,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("KAFKA_BOOTSTRAP_SERVERS", urls.kafka_bootstrap)
     env.setdefault("DATABASE_URL", urls.database_url)
-    # the demo's authority directory (every authority on the Kafka channel)
-    demo_alerts = stack.ROOT / "services/alerts/mediation_alerts/data/demo-structures.json"
-    if demo_alerts.exists():
-        env.setdefault("MEDIATION_ALERTS_CONFIG", str(demo_alerts))
+    receiver = None
+    if not args.no_demo:
+        # the authorities' side: a local webhook receiver, named in the demo directory
+        from .demo_activity import AuthorityReceiver, alerts_config
+
+        LOGS.mkdir(parents=True, exist_ok=True)
+        receiver = AuthorityReceiver(LOGS / "authority-receiver.log")
+        env.setdefault("MEDIATION_ALERTS_CONFIG", str(alerts_config(receiver)))
+        # published (masked) views are a periodic release, hourly by default: every 30 s here
+        env.setdefault("MEDIATION_REPORTING_PUBLISH_SECONDS", "30")
     zipkin = stack.Zipkin()
     if not args.no_traces:
         try:
@@ -135,6 +146,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         procs.wait_ready()
         print(banner(procs, zipkin), flush=True)
+        if receiver is not None:
+            print(f"  authorities' webhook receiver: http://127.0.0.1:{receiver.port}/ "
+                  f"(deliveries: {LOGS / 'authority-receiver.log'})", flush=True)
         if not args.no_demo:
             from . import demo
 
