@@ -339,6 +339,8 @@ class EventConsumer:
                         "messaging.consumer.group.name": self.group_id,
                         "messaging.message.id": str(env.event_id),
                         "mediation.event_type": env.type,
+                        # the aggregate's id (referral, case, alert...): how ops find a trace
+                        "mediation.key": rec.key.decode(errors="replace") if rec.key else "",
                         "mediation.correlation_id": env.correlation_id},
         ) as span:
             t0 = time.perf_counter()

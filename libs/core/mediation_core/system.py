@@ -180,7 +180,7 @@ def banner(procs: ServiceProcesses, zipkin: stack.Zipkin) -> str:
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    print(stack.Zipkin().ui(f"mediation.correlation_id={args.referral_id}"))
+    print(stack.Zipkin().ui(f"mediation.key={args.referral_id}"))
     return 0
 
 
