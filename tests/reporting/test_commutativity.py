@@ -11,6 +11,7 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
+
 from mediation_core import db
 from mediation_core.consumer import EventConsumer
 from mediation_core.outbox import Outbox
@@ -18,7 +19,6 @@ from mediation_reporting import setup
 from mediation_reporting.replay import apply_batch
 from mediation_reporting.service import register_handlers
 from mediation_schemas.envelope import encode
-
 from tests.reporting import scenario
 from tests.reporting.test_reporting import dump
 

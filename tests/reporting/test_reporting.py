@@ -15,6 +15,8 @@ from decimal import Decimal
 import asyncpg
 import httpx
 import pytest
+from openpyxl import load_workbook
+
 from mediation_core import telemetry
 from mediation_core.auth import issue_token
 from mediation_reporting import catalog, exports, publish, report, setup
@@ -23,8 +25,6 @@ from mediation_reporting.secrecy import revealing_links
 from mediation_reporting.service import build, update_freshness_gauge
 from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.topics import Topics
-from openpyxl import load_workbook
-
 from tests.conftest import eventually
 from tests.helpers import produce
 from tests.reporting import scenario

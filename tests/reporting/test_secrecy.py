@@ -7,6 +7,7 @@ import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mediation_reporting.secrecy import (
     Link,
     TableSpec,

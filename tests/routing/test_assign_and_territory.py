@@ -10,6 +10,7 @@ from datetime import date
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mediation_routing import territory as terr
 from mediation_routing.assign import assign
 from mediation_routing.decide import cli_view, decide

@@ -7,6 +7,7 @@ import unicodedata
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from mediation_routing import territory as terr
 from mediation_routing.resolve import Gazetteer, gazetteer_for, resolve
 
@@ -255,8 +256,9 @@ def test_spelling_noise_does_not_change_the_area(name, case, accents, sep, noise
 @given(text=st.text(alphabet="abcdefghijklmnopqrstuvwxyz -'", min_size=1, max_size=30))
 def test_random_words_route_only_close_to_a_served_name(text):
     """A routed random string is always within the fuzzy threshold of a served name."""
-    from mediation_routing.normalize import loose_keys, strict_key
     from rapidfuzz import fuzz
+
+    from mediation_routing.normalize import loose_keys, strict_key
     r = resolve(text, None, GAZ)
     if r.status == "routed":
         keys = loose_keys(strict_key(text))

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 import httpx
 import orjson
 import pytest
+
 from mediation_core.auth import issue_token
 from mediation_routing import territory as terr
 from mediation_routing.service import build
@@ -22,7 +23,6 @@ from mediation_schemas.envelope import encode, new_envelope
 from mediation_schemas.referrals import ReferralAccepted, ReferralCore
 from mediation_schemas.territory import TerritoryChanged
 from mediation_schemas.vocab import Motive
-
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic, values
 

@@ -123,35 +123,41 @@ class OutboxRelay:
     async def run(self) -> None:
         delay = 0.1
         listener: asyncpg.Connection | None = None
-        while not self._stopping:
-            try:
-                if listener is None or listener.is_closed():
-                    if listener is not None:  # the database restarted: a new LISTEN
-                        with contextlib.suppress(Exception):
-                            await self.pool.release(listener)
-                    listener = None
-                    listener = await self._listen()
-                n = await self.publish_once()
-                delay = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not is_transient(exc):
-                    log.error("outbox relay failed", exc_info=True,
-                              extra={"fields": {"service": self.service}})
-                telemetry.RETRIES.labels(self.service, "outbox").inc()
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 5.0)
-                continue
-            if n < self.batch_size:
-                self.wake.clear()
+        try:
+            while not self._stopping:
                 try:
-                    await asyncio.wait_for(self.wake.wait(), timeout=self.idle_poll)
-                except TimeoutError:
-                    pass
-        if listener is not None and not listener.is_closed():
-            await listener.remove_listener("mediation_outbox", self._on_notify)
-            await self.pool.release(listener)
+                    if listener is None or listener.is_closed():
+                        if listener is not None:  # the database restarted: a new LISTEN
+                            await self._release(listener)
+                        listener = None
+                        listener = await self._listen()
+                    n = await self.publish_once()
+                    delay = 0.1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not is_transient(exc):
+                        log.error("outbox relay failed", exc_info=True,
+                                  extra={"fields": {"service": self.service}})
+                    telemetry.RETRIES.labels(self.service, "outbox").inc()
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                if n < self.batch_size:
+                    self.wake.clear()
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), timeout=self.idle_poll)
+                    except TimeoutError:
+                        pass
+        finally:
+            if listener is not None:
+                await self._release(listener)
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        with contextlib.suppress(Exception):
+            if not conn.is_closed():
+                await conn.remove_listener("mediation_outbox", self._on_notify)
+            await self.pool.release(conn)
 
     async def _listen(self) -> asyncpg.Connection:
         """A pooled connection kept for LISTEN: commits of outbox rows wake the relay at once

@@ -54,7 +54,12 @@ class AlertAcknowledged(Payload):
 
     alert: AlertRef
     acknowledged_at: datetime
-    response: str | None = Field(default=None, description="What the authority says it did.")
+    response: str | None = Field(
+        default=None, description="Deprecated, never filled since the first release: the "
+        "authority's free text may quote the situation, so it stays in the alerts service "
+        "(coordinators' dysfunction table); see has_response.")
+    has_response: bool = Field(default=False,
+                               description="The authority wrote a response with its acknowledgement.")
     via: str | None = Field(default=None, description="link (signed URL) or api (bearer token).")
 
 

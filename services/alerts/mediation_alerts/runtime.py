@@ -61,10 +61,8 @@ class Runtime:
         """The minimal identity in a sealed block (the vault records the opening).
         Raises ``KeyDestroyed`` when the person's key was erased."""
         if self._vault is None:  # the pool exists only once the service started
-            s = self.settings
             assert self.svc.pool is not None
-            self._vault = KeyVault(self.svc.pool, {s.master_key_id: s.master_key},
-                                   s.master_key_id, schema=s.keyvault_schema)
+            self._vault = KeyVault.from_settings(self.svc.pool, self.settings)
         opened = await self._vault.open(orjson.loads(block) if isinstance(block, str) else block,
                                         actor=actor, purpose=purpose)
         return content.minimal_identity(opened)

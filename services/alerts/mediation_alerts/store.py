@@ -208,5 +208,5 @@ async def acknowledge(conn: asyncpg.Connection, events: Events, alert_id: uuid.U
         """UPDATE alerts SET status='acknowledged', acknowledged_at=$2, ack_via=$3, response=$4,
                   ack_due_at=NULL WHERE alert_id=$1 RETURNING *""", alert_id, now, via, response)
     await events.emit(conn, AlertAcknowledged(alert=alert_ref(a), acknowledged_at=now,
-                                              response=response, via=via), a)
+                                              has_response=bool(response), via=via), a)
     return "acknowledged", a

@@ -61,8 +61,7 @@ def build(settings: Settings, *, clock: Clock | None = None,
     async def startup(s: Service) -> None:
         assert s.pool is not None
         deps.pool = s.pool
-        deps.keyvault = KeyVault(s.pool, {settings.master_key_id: settings.master_key},
-                                 settings.master_key_id, schema=settings.keyvault_schema)
+        deps.keyvault = KeyVault.from_settings(s.pool, settings)
         await deps.keyvault.ensure()
 
     svc.on_startup.append(startup)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException
+
 from mediation_core.auth import Caller, current_caller, require_role
 
 from . import catalog, setup

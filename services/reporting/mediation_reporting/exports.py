@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
+
 from mediation_core import db
 
 from . import catalog

@@ -9,6 +9,7 @@ No identity ever reaches these tables: reporting keeps codes, times and blind in
 from __future__ import annotations
 
 import asyncpg
+
 from mediation_core.consumer import HandlerContext
 from mediation_schemas import alerts as al
 from mediation_schemas import cases as cs
@@ -371,7 +372,8 @@ async def alert_delivery_failed(ctx: HandlerContext, p: al.AlertDeliveryFailed) 
 
 async def alert_acknowledged(ctx: HandlerContext, p: al.AlertAcknowledged) -> None:
     # the authority's free-text response is not kept (it may quote the situation)
-    await run(ctx, _ACKNOWLEDGED, *_alert_args(p.alert), p.acknowledged_at, bool(p.response))
+    await run(ctx, _ACKNOWLEDGED, *_alert_args(p.alert), p.acknowledged_at,
+              p.has_response or bool(p.response))
 
 
 async def alert_escalated(ctx: HandlerContext, p: al.AlertEscalated) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
 from mediation_core import db
 from mediation_core.consumer import EventConsumer, HandlerContext
 from mediation_core.errors import is_transient

@@ -15,6 +15,8 @@ import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from prometheus_client import Gauge
+
 import mediation_schemas.alerts  # noqa: F401  (registers the models)
 import mediation_schemas.cases  # noqa: F401
 import mediation_schemas.referrals  # noqa: F401
@@ -25,7 +27,6 @@ from mediation_schemas import alerts as al
 from mediation_schemas import cases as cs
 from mediation_schemas import referrals as rf
 from mediation_schemas.envelope import Payload, registry
-from prometheus_client import Gauge
 
 from . import projection, publish, setup
 

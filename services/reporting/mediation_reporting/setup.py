@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import asyncpg
+
 from mediation_core import db
 
 from . import catalog

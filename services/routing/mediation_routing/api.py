@@ -19,10 +19,11 @@ from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
 from mediation_core.auth import Caller, require_role
 from mediation_core.service import Service
 from mediation_schemas.territory import TerritoryChanged
-from pydantic import BaseModel, ConfigDict, Field
 
 from . import territory as terr
 from .store import RoutingStore

@@ -22,6 +22,7 @@ async def _from_db(wait_s: float = 3.0) -> tuple[terr.TerritoryHistory, dict[str
     """The service's own store read on the routing schema; None if there is nothing to read."""
     try:
         import asyncpg
+
         from mediation_core import db
         from mediation_core.settings import from_env
 

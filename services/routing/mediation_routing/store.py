@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+
 from mediation_core.errors import DomainRejection
 from mediation_schemas.envelope import Payload
 from mediation_schemas.referrals import (
