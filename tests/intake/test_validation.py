@@ -229,3 +229,12 @@ def test_qualifiers_that_do_not_apply_are_dropped_and_repeats_removed():
         ("access_to_rights", "puma", None, None)]
     assert [m.value for m in r.meeting_modes] == ["phone", "home_visit"]
     assert len(r.availability) == 1
+
+
+def test_source_metric_label_cardinality_is_bounded(monkeypatch):
+    from mediation_intake import intake
+
+    monkeypatch.setattr(intake, "_source_labels", set())
+    labels = [intake.source_label(f"sender-{i}") for i in range(intake.MAX_SOURCE_LABELS + 50)]
+    assert len(set(labels)) == intake.MAX_SOURCE_LABELS + 1
+    assert labels[-1] == "other" and intake.source_label("sender-0") == "sender-0"

@@ -46,6 +46,20 @@ REFERRALS = Counter(
     "channel and outcome; the per-source rate shows a flooding sender",
     ["source_system", "channel", "outcome"])
 PARIS = ZoneInfo("Europe/Paris")
+MAX_SOURCE_LABELS = 200
+_source_labels: set[str] = set()
+
+
+def source_label(src: str) -> str:
+    """The metric label for a sender. On Kafka the id comes from an unauthenticated payload:
+    past MAX_SOURCE_LABELS distinct ids, new ones count under "other", so a buggy or hostile
+    sender cannot blow up the metric's cardinality."""
+    if src in _source_labels:
+        return src
+    if len(_source_labels) < MAX_SOURCE_LABELS:
+        _source_labels.add(src)
+        return src
+    return "other"
 REFERRAL_NS = uuid.UUID("6f1c1b1e-3c1a-5a43-9a57-1d2f0c0a4e11")
 
 Emit = Callable[[Payload, str, str], Awaitable[Any]]  # (payload, topic, key)
@@ -103,7 +117,7 @@ class Intake:
             span.set_attribute("mediation.channel", channel)
             outcome = await self._take(conn, emit, raw, size=size, channel=channel, sender=sender)
             src = sender or safe_ids(raw)[0] or "unknown"
-            REFERRALS.labels(src, channel, outcome.status).inc()
+            REFERRALS.labels(source_label(src), channel, outcome.status).inc()
             span.set_attribute("mediation.outcome", outcome.status)
             if outcome.referral_id:
                 span.set_attribute("mediation.referral_id", str(outcome.referral_id))
