@@ -140,4 +140,19 @@ async def test_a_batch_of_every_kind_gives_the_expected_outcomes(system):
         n = await system.count("reporting", "cases")
         return n if n >= want["new_cases"] else None
     assert await eventually(reporting_caught_up, timeout=60, what="reporting read models") == want["new_cases"]
+
+    # the coordinator's triage queue holds the referrals from outside the territory
+    assert await system.count("routing", "triage") == want["unroutable"]
+    # indicator values: referrals received by outcome, motive distribution of the CPTS
+    async def reporting_referrals():
+        acc = await system.count("reporting", "referrals", "accepted_at IS NOT NULL")
+        rej = await system.count("reporting", "referrals", "rejected_at IS NOT NULL")
+        return (acc, rej) if acc + rej >= want["accepted"] + want["rejected"] else None
+    assert await eventually(reporting_referrals, timeout=60, what="reporting saw every form") == (
+        want["accepted"], want["rejected"])
+    rows = await system.fetch(
+        f"SELECT motif, mentions FROM {system.schema('reporting')}.v_motifs "
+        "WHERE type_periode = 'annee' AND niveau = 'structure' AND structure = 'cpts-ecm'")
+    mentions = {r["motif"]: r["mentions"] for r in rows}
+    assert mentions.get("access_to_rights") == 5 and mentions.get("care_interruption") == 1, mentions
     assert uuid.UUID(case["case_id"])
