@@ -33,7 +33,7 @@ test: install
 
 chaos: install
 	$(BIN)/mediation stack up >/dev/null
-	$(BIN)/pytest -m chaos tests/system
+	$(BIN)/pytest -m chaos tests/system -s
 
 run: install
 	$(BIN)/mediation run

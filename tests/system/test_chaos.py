@@ -24,7 +24,7 @@ from tests.conftest import eventually
 from tests.helpers import produce, read_topic
 from tests.system.territory import unlimited_cpts_version
 
-pytestmark = [pytest.mark.stack, pytest.mark.chaos]
+pytestmark = [pytest.mark.stack, pytest.mark.chaos, pytest.mark.timeout(900)]
 
 COMMUNES = [("Lasalle", "30460"), ("Sauve", "30610"), ("Quissac", "30260"),
             ("Saint-Jean-du-Gard", "30270"), ("Saint-Hippolyte-du-Fort", "30170"),
