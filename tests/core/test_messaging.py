@@ -181,3 +181,51 @@ async def test_broker_restart_mid_stream_loses_nothing(settings_for, stack_urls,
     rows = await _effects(toy_service)
     assert sorted(r["n"] for r in rows) == list(range(n_total)), "all N processed, exactly once"
     await pool.close()
+
+
+@pytest.fixture
+async def batched_service(settings_for):
+    svc = toy.build_batched(settings_for("toy"))
+    yield svc
+    await svc.stop()
+
+
+async def test_deferred_writes_commit_once_per_batch_and_a_failing_one_is_pinned_to_its_message(
+        batched_service):
+    s = batched_service.settings
+    topic = f"{s.topics.prefix}ping"
+    pings = [_ping(i) for i in range(60)]
+    bad = _ping(-1)  # the deferred insert breaks the CHECK constraint at the batch's flush
+    # the messages are on the topic before the consumer starts (one key, one partition),
+    # so the first batch holds all 30 of them
+    await produce(s.kafka_bootstrap, topic, [(b"k", encode(e)) for e in pings[:30]])
+    await batched_service.start(http=False)
+    c = batched_service.consumers[0]
+    await eventually(lambda: c.stats.processed == 30, what="first pings")
+    # the fast way: one prepare step saw several messages at once
+    assert await batched_service.pool.fetchval("SELECT max(messages) FROM prepares") > 1
+    await produce(s.kafka_bootstrap, topic, [(b"k", encode(bad))]
+                  + [(b"k", encode(e)) for e in pings[30:]])
+    await eventually(lambda: c.stats.processed + c.stats.dead_lettered == 61, what="all handled")
+    rows = await batched_service.pool.fetch("SELECT n, prepared FROM batched_effects ORDER BY n")
+    assert [r["n"] for r in rows] == list(range(60)), "each effect exactly once, the bad one none"
+    assert c.stats.dead_lettered == 1
+    dlq = values(await read_topic(s.kafka_bootstrap, s.topics.dead_letters("toy.pings"), expect=1))
+    assert [(d["reason_code"], d["event_id"]) for d in dlq] == [("handler_error", str(bad.event_id))]
+    # the batch that held the bad message was rerun in isolation: no prepare step there
+    assert any(not r["prepared"] for r in rows if r["n"] >= 30)
+    assert all(r["prepared"] for r in rows if r["n"] < 30)
+
+
+async def test_a_failing_prepare_step_loses_nothing(batched_service):
+    s = batched_service.settings
+    topic = f"{s.topics.prefix}ping"
+    pings = [_ping(i) for i in range(20)] + [_ping(20, note="bad prepare")]
+    await produce(s.kafka_bootstrap, topic, [(b"k", encode(e)) for e in pings])
+    await batched_service.start(http=False)
+    c = batched_service.consumers[0]
+    await eventually(lambda: c.stats.processed == 21, what="all processed")
+    rows = await batched_service.pool.fetch("SELECT n, prepared FROM batched_effects ORDER BY n")
+    assert [r["n"] for r in rows] == list(range(21))
+    assert not any(r["prepared"] for r in rows if r["n"] == 20)
+    assert c.stats.dead_lettered == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from mediation_core.consumer import EventConsumer, HandlerContext
+from mediation_core.consumer import Batch, EventConsumer, HandlerContext
 from mediation_core.errors import DomainRejection
 from mediation_core.service import Service
 from mediation_core.settings import Settings
@@ -46,4 +46,27 @@ def build(settings: Settings) -> Service:
         c.on(TestPing, on_ping)
 
     svc.consumer("pings", [t_in], register_handlers)
+    return svc
+
+
+def build_batched(settings: Settings) -> Service:
+    """The same pings, handled the batched way: a prepare step per batch (one row saying
+    how many messages it saw; ``note == "bad prepare"`` makes it fail) and the effect as a
+    deferred write (a negative ``n`` breaks its CHECK constraint when the batch flushes)."""
+    svc = Service(settings, migrations=Path(__file__).parent / "toy_migrations")
+    t_in = f"{settings.topics.prefix}ping"
+
+    async def prepare(batch: Batch, items: list[tuple[HandlerContext, TestPing]]) -> None:
+        if any(p.note == "bad prepare" for _ctx, p in items):
+            raise ValueError("prepare failed")
+        await batch.conn.execute("INSERT INTO prepares(messages) VALUES ($1)", len(items))
+        batch.data["prepared"] = {p.ping_id for _ctx, p in items}
+
+    async def on_ping(ctx: HandlerContext, p: TestPing) -> None:
+        assert ctx.batch is not None
+        prepared = p.ping_id in ctx.batch.data.get("prepared", ())
+        await ctx.defer("INSERT INTO batched_effects(ping_id, n, prepared) VALUES ($1, $2, $3)",
+                        p.ping_id, p.n, prepared)
+
+    svc.consumer("pings", [t_in], lambda c: c.on(TestPing, on_ping, prepare=prepare))
     return svc

@@ -11,6 +11,16 @@ For each batch fetched from Kafka (auto-commit off):
    the batch is retried with capped exponential backoff and jitter: nothing is skipped;
 4. only after the commit are the offsets committed. A crash before that redelivers the
    batch, and the inbox turns the copies into no-ops.
+
+Round trips are what a hop costs (each statement waits for Postgres), so a batch shares
+its work: handlers *defer* writes that return nothing (``ctx.defer``), and deferred
+statements run at the end of the batch, one ``executemany`` per statement text; a route
+may have a *prepare* step that reads (and locks) what the whole batch needs in one
+statement before the handlers run. Both are optimisations with a safe fallback: when a
+handler fails for good, the batch is rerun one savepoint per message with no prepare
+step and every deferred statement executed at once, so the failure is pinned to its
+message. Grouping by statement reorders writes across messages of a batch, so a handler
+defers only writes that commute with the others' (or flushes first: ``ctx.flush()``).
 """
 
 from __future__ import annotations
@@ -53,6 +63,39 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class Batch:
+    """What the handlers of one batch share: deferred writes and data prepared for them."""
+
+    conn: asyncpg.Connection
+    isolate: bool
+    pending: dict[str, list[tuple]] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    before_flush: list[Callable[[Batch], Awaitable[None]]] = field(default_factory=list)
+
+    async def defer(self, sql: str, *args: Any) -> None:
+        """Run ``sql`` with ``args`` at the end of the batch (at once in isolation mode)."""
+        if self.isolate:
+            await self.conn.execute(sql, *args)
+        else:
+            self.pending.setdefault(sql, []).append(args)
+
+    async def flush(self) -> None:
+        """Execute the deferred statements now, one round trip per statement text."""
+        pending, self.pending = self.pending, {}
+        for sql, rows in pending.items():
+            if len(rows) == 1:
+                await self.conn.execute(sql, *rows[0])
+            else:
+                await self.conn.executemany(sql, rows)
+
+    async def finish(self) -> None:
+        hooks, self.before_flush = self.before_flush, []
+        for hook in hooks:
+            await hook(self)
+        await self.flush()
+
+
+@dataclass
 class HandlerContext:
     """What a handler gets besides the event: the transaction and a way to emit events.
 
@@ -65,6 +108,20 @@ class HandlerContext:
     envelope: Envelope
     record: ConsumerRecord
     emitted: list[tuple[Envelope, str, str | None, dict[str, str]]] = field(default_factory=list)
+    batch: Batch | None = None
+
+    async def defer(self, sql: str, *args: Any) -> None:
+        """A write that returns nothing and commutes with the batch's other deferred
+        writes: executed with the others of the same text at the end of the batch."""
+        if self.batch is None:
+            await self.conn.execute(sql, *args)
+        else:
+            await self.batch.defer(sql, *args)
+
+    async def flush(self) -> None:
+        """Run the batch's deferred writes now (before a read that must see them)."""
+        if self.batch is not None:
+            await self.batch.flush()
 
     async def emit(self, payload: Payload, *, topic: str, key: str,
                    structure: str | None = None, correlation_id: str | None = None,
@@ -99,12 +156,24 @@ class _IsolateFailures(Exception):
 
 Handler = Callable[[HandlerContext, Payload], Awaitable[None]]
 RawHandler = Callable[[HandlerContext, dict], Awaitable[None]]
+# reads/locks for the whole batch before its handlers run: (batch, [(ctx, payload)...])
+Prepare = Callable[[Batch, list[tuple[HandlerContext, Any]]], Awaitable[None]]
 
 
 @dataclass
 class _Route:
     handler: Callable[..., Awaitable[None]]
     validate: bool
+    prepare: Prepare | None = None
+
+
+@dataclass
+class _Item:
+    rec: ConsumerRecord
+    env: Envelope
+    route: _Route
+    payload: Any
+    ctx: HandlerContext
 
 
 @dataclass
@@ -153,13 +222,16 @@ class EventConsumer:
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------------ registration
-    def on(self, model: type[Payload], handler: Handler) -> None:
-        """Handle every registered version of ``model.event_type`` with ``handler``."""
-        self.routes[model.event_type] = _Route(handler, validate=True)
+    def on(self, model: type[Payload], handler: Handler, *, prepare: Prepare | None = None) -> None:
+        """Handle every registered version of ``model.event_type`` with ``handler``;
+        ``prepare``, if given, runs once per batch with all its messages of that type
+        first (it must leave the handler correct when it did not run)."""
+        self.routes[model.event_type] = _Route(handler, validate=True, prepare=prepare)
 
-    def on_raw(self, event_type: str, handler: RawHandler) -> None:
+    def on_raw(self, event_type: str, handler: RawHandler, *,
+               prepare: Prepare | None = None) -> None:
         """Handle ``event_type`` with the payload as a dict (the handler validates it)."""
-        self.routes[event_type] = _Route(handler, validate=False)
+        self.routes[event_type] = _Route(handler, validate=False, prepare=prepare)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -284,6 +356,8 @@ class EventConsumer:
                 "INSERT INTO inbox(consumer, event_id) SELECT $1, unnest($2::text[]) "
                 "ON CONFLICT DO NOTHING RETURNING event_id",
                 self.name, [d[3] for d in decoded])}
+            batch = Batch(conn=conn, isolate=isolate)
+            items: list[_Item] = []
             seen: set[str] = set()
             for rec, maybe_env, derr, dedup_id in decoded:
                 if dedup_id not in new_ids or dedup_id in seen:
@@ -295,12 +369,33 @@ class EventConsumer:
                     dead.append(DeadLetter(derr.code, derr.detail, rec))
                     continue
                 env = maybe_env
-                outcome = await self._dispatch(conn, rec, env, dead, emitted, isolate)
-                if outcome == "processed":
+                route = self.routes.get(env.type)
+                if route is None:
+                    if env.type in {t for (t, _v) in registry()}:
+                        stats.ignored += 1  # a known event this consumer has no use for
+                    else:
+                        dead.append(DeadLetter("unknown_type", f"no event type named {env.type!r}",
+                                               rec, env))
+                    continue
+                try:
+                    payload: Any = decode_payload(env) if route.validate else dict(env.payload)
+                except DecodeError as err:
+                    dead.append(DeadLetter(err.code, err.detail, rec, env))
+                    continue
+                items.append(_Item(rec, env, route, payload, HandlerContext(
+                    conn=conn, outbox=self.outbox, envelope=env, record=rec, batch=batch)))
+            if not isolate:
+                await self._prepare(batch, items)
+            for it in items:
+                if await self._dispatch(it, dead, emitted, isolate) == "processed":
                     stats.processed += 1
-                    stats.by_type[env.type] = stats.by_type.get(env.type, 0) + 1
-                elif outcome == "ignored":
-                    stats.ignored += 1
+                    stats.by_type[it.env.type] = stats.by_type.get(it.env.type, 0) + 1
+            try:
+                await batch.finish()
+            except Exception as exc:
+                if is_transient(exc) or isolate:
+                    raise
+                raise _IsolateFailures() from exc
             if emitted:
                 await self.outbox.add_many(conn, emitted)
             for d in dead:
@@ -321,15 +416,26 @@ class EventConsumer:
                 "consumer": self.name, "reason_code": d.reason_code, "topic": d.record.topic,
                 "partition": d.record.partition, "offset": d.record.offset}})
 
-    async def _dispatch(self, conn: asyncpg.Connection, rec: ConsumerRecord, env: Envelope,
-                        dead: list[DeadLetter], emitted: list, isolate: bool) -> str:
-        route = self.routes.get(env.type)
-        if route is None:
-            known = {t for (t, _v) in registry()}
-            if env.type in known:
-                return "ignored"  # a known event this consumer has no use for
-            dead.append(DeadLetter("unknown_type", f"no event type named {env.type!r}", rec, env))
-            return "dead"
+    async def _prepare(self, batch: Batch, items: list[_Item]) -> None:
+        """Each route's prepare step, once, with all the batch's messages of that route."""
+        groups: dict[int, tuple[Prepare, list[tuple[HandlerContext, Any]]]] = {}
+        for it in items:
+            if it.route.prepare is not None:
+                groups.setdefault(id(it.route), (it.route.prepare, []))[1].append(
+                    (it.ctx, it.payload))
+        for prepare, group in groups.values():
+            try:
+                await prepare(batch, group)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                raise _IsolateFailures() from exc
+
+    async def _dispatch(self, it: _Item, dead: list[DeadLetter], emitted: list,
+                        isolate: bool) -> str:
+        rec, env, ctx = it.rec, it.env, it.ctx
         parent = telemetry.extract_context(rec.headers)
         with self._tracer.start_as_current_span(
             f"consume {env.type}", context=parent, kind=SpanKind.CONSUMER,
@@ -345,18 +451,15 @@ class EventConsumer:
         ) as span:
             t0 = time.perf_counter()
             try:
-                payload: Any = decode_payload(env) if route.validate else dict(env.payload)
-            except DecodeError as err:
-                span.set_status(Status(StatusCode.ERROR, err.code))
-                dead.append(DeadLetter(err.code, err.detail, rec, env))
-                return "dead"
-            ctx = HandlerContext(conn=conn, outbox=self.outbox, envelope=env, record=rec)
-            try:
                 if isolate:
-                    async with conn.transaction():  # savepoint: a failing handler leaves no trace
-                        await route.handler(ctx, payload)
+                    # savepoint: a failing handler leaves no trace; what it deferred or
+                    # hooked runs inside it (the batch defers nothing in isolation mode)
+                    async with ctx.conn.transaction():
+                        await it.route.handler(ctx, it.payload)
+                        assert ctx.batch is not None
+                        await ctx.batch.finish()
                 else:
-                    await route.handler(ctx, payload)
+                    await it.route.handler(ctx, it.payload)
                 emitted.extend(ctx.emitted)
             except asyncio.CancelledError:
                 raise
