@@ -8,8 +8,6 @@ No identity ever reaches these tables: reporting keeps codes, times and blind in
 
 from __future__ import annotations
 
-import asyncpg
-
 from mediation_core.consumer import HandlerContext
 from mediation_schemas import alerts as al
 from mediation_schemas import cases as cs
@@ -25,25 +23,37 @@ _FRESHNESS = (
     "last_applied_at = now(), events = f.events + 1")
 
 
-async def touch_freshness(conn: asyncpg.Connection, source: str, ctx: HandlerContext) -> None:
-    await conn.execute(_FRESHNESS.format(a=1, b=2), source, ctx.envelope.occurred_at)
+async def mark_fresh(ctx: HandlerContext, source: str) -> None:
+    """The freshness mark of one applied event. In a batch the marks are summed per source
+    (newest time, count) and written once at its end: one row update per source and batch
+    instead of one per event on the same hot row."""
+    batch = ctx.batch
+    if batch is None or batch.isolate:
+        await ctx.defer(_FRESHNESS.format(a=1, b=2), source, ctx.envelope.occurred_at)
+        return
+    marks = batch.data.get("freshness")
+    if marks is None:
+        marks = batch.data["freshness"] = {}
+
+        async def write(b) -> None:
+            await b.conn.executemany(_FRESHNESS_N, [(src, at, n) for src, (at, n) in marks.items()])
+
+        batch.before_flush.append(write)
+    at, n = marks.get(source, (ctx.envelope.occurred_at, 0))
+    marks[source] = (max(at, ctx.envelope.occurred_at), n + 1)
+
+
+_FRESHNESS_N = (
+    "INSERT INTO freshness AS f (source, newest_event_at, last_applied_at, events) "
+    "VALUES ($1, $2, now(), $3) ON CONFLICT (source) DO UPDATE SET "
+    "newest_event_at = greatest(f.newest_event_at, EXCLUDED.newest_event_at), "
+    "last_applied_at = now(), events = f.events + EXCLUDED.events")
 
 
 async def run(ctx: HandlerContext, sql: str, *args) -> None:
-    """Execute a handler's main statement; the freshness mark pending for this event
-    (set by the service's wrapper) rides along as a CTE: one round trip per event."""
-    source = getattr(ctx, "freshness_source", None)
-    if source is None:
-        await ctx.conn.execute(sql, *args)
-        return
-    ctx.freshness_source = None  # type: ignore[attr-defined]
-    n = len(args)
-    fresh = _FRESHNESS.format(a=n + 1, b=n + 2)
-    if sql.lstrip().upper().startswith("WITH "):
-        sql = f"WITH _fresh AS ({fresh}), " + sql.lstrip()[5:]
-    else:
-        sql = f"WITH _fresh AS ({fresh}) " + sql
-    await ctx.conn.execute(sql, *args, source, ctx.envelope.occurred_at)
+    """A handler's statement: a commutative upsert, so it is deferred to the end of the
+    batch and executed there with the batch's other statements of the same text."""
+    await ctx.defer(sql, *args)
 
 
 # --------------------------------------------------------------------------- referrals
@@ -357,8 +367,8 @@ _ESCALATED = _alert_upsert([
     ("escalation_level", "greatest(a.escalation_level, EXCLUDED.escalation_level)")])
 
 
-async def _alert_ref(conn: asyncpg.Connection, ref: al.AlertRef) -> None:
-    await conn.execute(_ALERT_REF, *_alert_args(ref))
+async def alert_ref(ctx: HandlerContext, ref: al.AlertRef) -> None:
+    await ctx.defer(_ALERT_REF, *_alert_args(ref))
 
 
 async def alert_dispatched(ctx: HandlerContext, p: al.AlertDispatched) -> None:

@@ -77,7 +77,7 @@ def handler_for(model: type[Payload]) -> Callable[[HandlerContext, Payload], Awa
     alert = model.model_fields.get("alert")
     if alert is not None and alert.annotation is al.AlertRef:
         async def alert_other(ctx: HandlerContext, p: Payload) -> None:
-            await projection._alert_ref(ctx.conn, p.alert)  # type: ignore[attr-defined]
+            await projection.alert_ref(ctx, p.alert)  # type: ignore[attr-defined]
             await projection.unprojected(ctx, p)
         return alert_other
     return projection.unprojected
@@ -91,12 +91,8 @@ def register_handlers(c: EventConsumer, settings: Settings) -> None:
         inner = handler_for(model)
 
         async def handle(ctx: HandlerContext, p: Payload, _inner=inner) -> None:
-            source = short.get(ctx.record.topic, ctx.record.topic)
-            ctx.freshness_source = source  # type: ignore[attr-defined]  (consumed by projection.run)
             await _inner(ctx, p)
-            if getattr(ctx, "freshness_source", None) is not None:
-                ctx.freshness_source = None  # type: ignore[attr-defined]
-                await projection.touch_freshness(ctx.conn, source, ctx)
+            await projection.mark_fresh(ctx, short.get(ctx.record.topic, ctx.record.topic))
 
         c.on(model, handle)
 
