@@ -186,3 +186,63 @@ async def test_after_closure_a_new_referral_opens_a_new_case(cases_svc, client, 
     r = await client.post(f"/cases/{first_case}/reopen", headers=MEDIATOR_A,
                           json={"version": v})
     assert r.status_code == 409 and r.json()["error"] == "person_has_open_case"
+
+
+async def test_a_batch_of_routed_referrals_opens_attaches_and_updates_as_one_by_one(
+        settings_for, clock):
+    """Everything on the topic before the consumer starts (one partition), so one batch
+    holds openings for new people (the deferred path), two referrals for one person and a
+    referral with its correction (the one-by-one path inside the batch), an attachment to a
+    case opened earlier, and a correction of that earlier referral."""
+    from .conftest import TEST_CONFIG as config
+
+    settings = settings_for("cases", partitions=1)
+    svc = build(settings, clock=clock, config=config)
+    await svc.start(http=False)
+    await svc.wait_ready(timeout=90)
+    p0 = person("Zero", "Ana", "1940-01-01")
+    first = await routed_referral(svc, who=p0)
+    await eventually(lambda: svc.consumers[0].stats.processed == 1, 60, what="first case")
+    people = [person(f"Batch{i}", "Eve", f"195{i}-02-0{i + 1}") for i in range(6)]
+    payloads = [
+        await routed_referral(svc, who=p0, publish=False),                  # attaches to case 0
+        await routed_referral(svc, who=people[1], publish=False),           # P1 opens...
+        await routed_referral(svc, who=people[1], publish=False),           # ...and attaches
+        *[await routed_referral(svc, who=people[i], publish=False) for i in (2, 3, 4)],
+    ]
+    r5 = await routed_referral(svc, who=people[5], publish=False)
+    r5_fix = await routed_referral(svc, who=people[5], referral_id=r5.referral.referral_id,
+                                   revision=2, urgency="urgent", publish=False)
+    first_fix = await routed_referral(svc, who=p0, referral_id=first.referral.referral_id,
+                                      revision=2, urgency="priority", publish=False)
+    await svc.stop()
+    for p in [*payloads, r5, r5_fix, first_fix]:
+        await publish_routing(svc, p, structure=p.structure)
+
+    svc = build(settings, clock=clock, config=config)
+    await svc.start(http=False)
+    try:
+        c = svc.consumers[0]
+        await eventually(lambda: c.stats.processed == 9, 60, what="the batch")
+        assert c.stats.dead_lettered == 0
+        pool = svc.pool
+        assert await pool.fetchval("SELECT count(*) FROM cases") == 6
+        per_person = await pool.fetch(
+            "SELECT c.case_id, count(r.*) AS n FROM cases c JOIN case_referrals r USING (case_id) "
+            "GROUP BY c.case_id ORDER BY n DESC, c.case_id")
+        assert sorted(r["n"] for r in per_person) == [1, 1, 1, 1, 2, 2]
+        revs = dict(await pool.fetch("SELECT referral_id, revision FROM case_referrals "
+                                     "WHERE referral_id = ANY($1::uuid[])",
+                                     [r5.referral.referral_id, first.referral.referral_id]))
+        assert revs == {r5.referral.referral_id: 2, first.referral.referral_id: 2}
+        urgencies = dict(await pool.fetch("SELECT case_id, urgency FROM cases WHERE case_id = "
+                                          "ANY($1::uuid[])", [
+                                              case_id_for_referral(r5.referral.referral_id),
+                                              case_id_for_referral(first.referral.referral_id)]))
+        assert urgencies == {case_id_for_referral(r5.referral.referral_id): "urgent",
+                             case_id_for_referral(first.referral.referral_id): "priority"}
+        # every opened case has its opening timeline entry, once
+        assert await pool.fetchval(
+            "SELECT count(*) FROM case_timeline WHERE kind = 'case_opened'") == 6
+    finally:
+        await svc.stop()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from mediation_core.consumer import Batch
 from mediation_schemas.cases import (
     CaseOpened,
     CaseReassigned,
@@ -26,11 +29,50 @@ def case_id_for_referral(referral_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(CASE_NS, f"referral:{referral_id}")
 
 
+def _person_key(structure: str, person_ref: str | None) -> str | None:
+    return f"{structure}|{person_ref}" if person_ref else None
+
+
 async def lock_person(conn: asyncpg.Connection, structure: str, person_ref: str | None) -> None:
     """Serialise decisions about one person in one structure (several instances may race)."""
-    if person_ref:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
-                           f"{structure}|{person_ref}")
+    key = _person_key(structure, person_ref)
+    if key:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", key)
+
+
+@dataclass
+class Prepared:
+    """What a batch of routed referrals needs, read once for all of them under the
+    persons' locks: the cases the referrals are already in, the persons' open cases, and
+    which referrals share a referral id or a person with another one of the batch (those
+    go the one-by-one way, after the batch's earlier writes are flushed)."""
+
+    known: dict[uuid.UUID, rules.KnownReferral]
+    open_cases: dict[tuple[str, str], str]
+    contended: set[uuid.UUID]
+
+
+PREPARED = "cases.opening"
+
+
+async def prepare_routed(batch: Batch, routed: list[ReferralRouted]) -> None:
+    """The batch's persons locked (in one order, so that two instances' batches cannot
+    deadlock) and looked up in three round trips instead of two per referral."""
+    keys = [_person_key(p.structure, p.referral.person_ref) for p in routed]
+    rids = [p.referral.referral_id for p in routed]
+    locks = sorted({k for k in keys if k})
+    if locks:
+        await batch.conn.execute(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 7))) "
+            "FROM unnest($1::text[]) AS k", locks)
+    known = await store.known_referrals(batch.conn, rids)
+    open_cases = await store.open_cases_of(batch.conn, sorted(
+        {(p.structure, p.referral.person_ref) for p in routed if p.referral.person_ref}))
+    per_key = Counter(k for k in keys if k)
+    per_rid = Counter(rids)
+    contended = {p.referral.referral_id for p, k in zip(routed, keys, strict=True)
+                 if per_rid[p.referral.referral_id] > 1 or (k and per_key[k] > 1)}
+    batch.data[PREPARED] = Prepared(known=known, open_cases=open_cases, contended=contended)
 
 
 def first_contact_deadlines(deps: Deps, start: datetime, urgency: str
@@ -59,13 +101,25 @@ async def insert_case(deps: Deps, conn: asyncpg.Connection, *, case_id: uuid.UUI
 
 
 async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
-                             p: ReferralRouted, *, correlation_id: str) -> str:
-    """Open, attach, update or ignore. Returns the decision taken."""
+                             p: ReferralRouted, *, correlation_id: str,
+                             batch: Batch | None = None) -> str:
+    """Open, attach, update or ignore. Returns the decision taken.
+
+    In a prepared batch (see :func:`prepare_routed`) the person is locked and looked up
+    already, and an opening is a deferred write; otherwise, one by one."""
     r = p.referral
     now = deps.clock()
-    await lock_person(conn, p.structure, r.person_ref)
-    known, open_case_id = await store.lookup_for_opening(conn, r.referral_id, p.structure,
-                                                         r.person_ref)
+    prepared = batch.data.get(PREPARED) if batch is not None else None
+    if isinstance(prepared, Prepared) and r.referral_id not in prepared.contended:
+        known = prepared.known.get(r.referral_id)
+        open_case_id = prepared.open_cases.get((p.structure, r.person_ref or ""))
+    else:
+        if batch is not None:
+            await batch.flush()  # what the batch wrote before must be seen
+        batch = None
+        await lock_person(conn, p.structure, r.person_ref)
+        known, open_case_id = await store.lookup_for_opening(conn, r.referral_id, p.structure,
+                                                             r.person_ref)
     d = rules.decide_opening(
         known=known, open_case_for_person=open_case_id,
         revision=r.revision, structure=p.structure, area=p.area, mediator_id=p.mediator_id)
@@ -73,11 +127,15 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
 
     if d.action == "ignore":
         return d.action
+    if batch is not None and d.action != "open":
+        # attach and update read and write other rows one by one: the openings deferred
+        # so far go first, so that every read sees them
+        await batch.flush()
 
     if d.action == "open":
         case_id = case_id_for_referral(r.referral_id)
         await _open_from_referral(deps, conn, p, case_id, motives=motives,
-                                  correlation_id=correlation_id, now=now)
+                                  correlation_id=correlation_id, now=now, batch=batch)
         ref_row = {"case_id": case_id, "structure": p.structure, "area": p.area,
                    "mediator_id": p.mediator_id}
         await emit(CaseOpened(
@@ -179,13 +237,13 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
 
 async def _open_from_referral(deps: Deps, conn: asyncpg.Connection, p: ReferralRouted,
                               case_id: uuid.UUID, *, motives: list[dict], correlation_id: str,
-                              now: datetime) -> None:
+                              now: datetime, batch: Batch | None = None) -> None:
     """The case, its referral and the first timeline entry in one statement (the hot path:
-    one round trip instead of three)."""
+    one round trip instead of three; none in a prepared batch, where it is deferred)."""
     r = p.referral
     due, esc = first_contact_deadlines(deps, now, r.urgency.value)
     motives_json = store.jdump(motives)
-    await conn.execute(
+    await (batch.defer if batch is not None else conn.execute)(
         "WITH c AS (INSERT INTO cases(case_id, structure, area, mediator_id, origin, person_ref, "
         "  sealed, motives, urgency, interpreter_needed, language, commune, correlation_id, "
         "  opened_at, first_contact_due, escalation_due, last_activity_at) VALUES ($1,$2,$3,$4,"

@@ -68,14 +68,16 @@ def build(settings: Settings, *, clock: Clock | None = None,
 
     async def on_routed(ctx: HandlerContext, p: ReferralRouted) -> None:
         decision = await opening.on_referral_routed(deps, ctx.conn, ctx.emit, p,
-                                                    correlation_id=ctx.envelope.correlation_id)
+                                                    correlation_id=ctx.envelope.correlation_id,
+                                                    batch=ctx.batch)
         observe.OPENINGS.labels(decision).inc()
         log.info("routed referral handled", extra={"fields": {
             "referral_id": str(p.referral.referral_id), "revision": p.referral.revision,
             "decision": decision, "structure": p.structure, "area": p.area}})
 
     def register(c: EventConsumer) -> None:
-        c.on(ReferralRouted, on_routed)
+        c.on(ReferralRouted, on_routed, prepare=lambda batch, items: opening.prepare_routed(
+            batch, [p for _ctx, p in items]))
         # ReferralUnroutable: not handled, the consumer counts it as ignored
 
     svc.consumer("routing", [t.routing_decisions], register)

@@ -44,26 +44,53 @@ async def find_open_case(conn: asyncpg.Connection, structure: str,
         structure, person_ref)
 
 
+_KNOWN = ("json_build_object('case_id', r.case_id, 'revision', r.revision, "
+          "'structure', r.structure, 'area', r.area, 'mediator_id', r.mediator_id, "
+          "'is_primary', r.is_primary, 'status', c.status)")
+
+
+def _known(raw: str) -> rules.KnownReferral:
+    k = orjson.loads(raw)
+    return rules.KnownReferral(case_id=str(k["case_id"]), revision=k["revision"],
+                               structure=k["structure"], area=k["area"],
+                               mediator_id=k["mediator_id"], is_primary=k["is_primary"],
+                               case_open=k["status"] == "open")
+
+
 async def lookup_for_opening(conn: asyncpg.Connection, referral_id: uuid.UUID, structure: str,
                              person_ref: str | None
                              ) -> tuple[rules.KnownReferral | None, str | None]:
     """In one round trip: the case this referral is already in (if any), and the person's
     open case in the structure."""
     row = await conn.fetchrow(
-        "SELECT (SELECT json_build_object('case_id', r.case_id, 'revision', r.revision, "
-        "  'structure', r.structure, 'area', r.area, 'mediator_id', r.mediator_id, "
-        "  'is_primary', r.is_primary, 'status', c.status) "
+        f"SELECT (SELECT {_KNOWN} "
         "  FROM case_referrals r JOIN cases c USING (case_id) WHERE r.referral_id = $1) AS known, "
         "(SELECT case_id FROM cases WHERE structure = $2 AND person_ref = $3 "
         "  AND status = 'open') AS open_case", referral_id, structure, person_ref)
-    known = None
-    if row["known"] is not None:
-        k = orjson.loads(row["known"])
-        known = rules.KnownReferral(case_id=str(k["case_id"]), revision=k["revision"],
-                                    structure=k["structure"], area=k["area"],
-                                    mediator_id=k["mediator_id"], is_primary=k["is_primary"],
-                                    case_open=k["status"] == "open")
+    known = _known(row["known"]) if row["known"] is not None else None
     return known, str(row["open_case"]) if row["open_case"] is not None else None
+
+
+async def known_referrals(conn: asyncpg.Connection, referral_ids: list[uuid.UUID]
+                          ) -> dict[uuid.UUID, rules.KnownReferral]:
+    """The case each of these referrals is already in, for those that are in one."""
+    rows = await conn.fetch(
+        f"SELECT r.referral_id, {_KNOWN} AS known FROM case_referrals r JOIN cases c "
+        "USING (case_id) WHERE r.referral_id = ANY($1::uuid[])", referral_ids)
+    return {r["referral_id"]: _known(r["known"]) for r in rows}
+
+
+async def open_cases_of(conn: asyncpg.Connection, people: list[tuple[str, str]]
+                        ) -> dict[tuple[str, str], str]:
+    """The open case of each (structure, person_ref) that has one."""
+    if not people:
+        return {}
+    rows = await conn.fetch(
+        "SELECT c.structure, c.person_ref, c.case_id FROM cases c "
+        "JOIN unnest($1::text[], $2::text[]) AS k(structure, person_ref) "
+        "  ON c.structure = k.structure AND c.person_ref = k.person_ref "
+        "WHERE c.status = 'open'", [s for s, _ in people], [r for _, r in people])
+    return {(r["structure"], r["person_ref"]): str(r["case_id"]) for r in rows}
 
 
 async def referrals_of(conn: asyncpg.Connection, case_id: uuid.UUID) -> list[asyncpg.Record]:
