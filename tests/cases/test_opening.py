@@ -225,6 +225,8 @@ async def test_a_batch_of_routed_referrals_opens_attaches_and_updates_as_one_by_
         c = svc.consumers[0]
         await eventually(lambda: c.stats.processed == 9, 60, what="the batch")
         assert c.stats.dead_lettered == 0
+        # the batch went the prepared way: no write broke (which would rerun it one by one)
+        assert c.stats.batches == 1 and c.stats.isolated == 0
         pool = svc.pool
         assert await pool.fetchval("SELECT count(*) FROM cases") == 6
         per_person = await pool.fetch(

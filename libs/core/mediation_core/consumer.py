@@ -192,6 +192,7 @@ class ConsumerStats:
     ignored: int = 0
     batches: int = 0
     retries: int = 0
+    isolated: int = 0  # batches rerun one savepoint per message after a handler failed
     by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -336,6 +337,7 @@ class EventConsumer:
         try:
             await self._process_batch(records, isolate=False)
         except _IsolateFailures:
+            self.stats.isolated += 1
             await self._process_batch(records, isolate=True)
 
     async def _process_batch(self, records: list[ConsumerRecord], *, isolate: bool) -> None:
