@@ -328,3 +328,38 @@ async def test_leave_windows_fall_back_then_reach_the_coordinator(routing, clien
         timeout=60, what="the correction stored and the outbox drained")
     ev = by_referral(await decisions(routing, 3))
     assert [e["payload"]["decision"]["trigger"] for e in ev[str(nobody.referral_id)][1:]] == ["manual"]
+
+
+async def test_one_batch_routes_as_one_by_one_loads_included(settings_for):
+    """45 referrals for Saint-Jean's area (its mediator takes 40) and a correction of the
+    first one moving it to Sauve, all on the topic before the consumer starts (one
+    partition: one batch). The loads move with each referral of the batch: 40 go to the
+    area's mediator and the other 5 to the structure's other one, as one by one; then the
+    correction moves the first one to Sauve's mediator too."""
+    settings = settings_for("routing", partitions=1)
+    svc = build(settings)
+    await svc.start(http=False)
+    await svc.wait_ready(timeout=90)
+    await svc.stop()
+    refs = [core("Saint-Jean-du-Gard", "30270") for _ in range(45)]
+    for r in refs:
+        await send(svc, r)
+    fix = core("Sauve", "30610", rid=refs[0].referral_id, revision=2)
+    await send(svc, fix, correction=True)
+
+    svc = build(settings)
+    await svc.start(http=False)
+    try:
+        c = next(c for c in svc.consumers if c.name.endswith("decisions"))
+        await eventually(lambda: c.stats.processed == 46, 60, what="the batch")
+        assert c.stats.dead_lettered == 0 and c.stats.isolated == 0 and c.stats.batches == 1
+        rows = await svc.pool.fetch("SELECT referral_id, revision, area, mediator_id FROM referrals")
+        assert len(rows) == 45
+        by_id = {r["referral_id"]: r for r in rows}
+        assert (by_id[fix.referral_id]["revision"], by_id[fix.referral_id]["area"]) == (2, SH)
+        mediators = sorted(r["mediator_id"] for r in rows)
+        assert mediators.count(M1) == 39 and mediators.count(M2) == 6
+        ev = by_referral(await decisions(svc, 46))
+        assert len(ev) == 45 and len(ev[str(fix.referral_id)]) == 2
+    finally:
+        await svc.stop()

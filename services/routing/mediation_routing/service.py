@@ -26,7 +26,7 @@ from mediation_schemas.envelope import Payload
 from mediation_schemas.referrals import ReferralAccepted, ReferralRouted, ReferralUnroutable
 from mediation_schemas.territory import TerritoryChanged
 
-from .store import RoutingStore
+from .store import PREPARED, RoutingStore
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,18 @@ def build(settings: Settings) -> Service:
     async def on_accepted(ctx: HandlerContext, p: ReferralAccepted) -> None:
         outcome = await store.on_accepted(
             ctx.conn, _emitter(ctx, topics.routing_decisions), p.referral,
-            correlation_id=ctx.envelope.correlation_id, context_structure=ctx.envelope.structure)
+            correlation_id=ctx.envelope.correlation_id, context_structure=ctx.envelope.structure,
+            batch=ctx.batch)
         log.info("referral routed", extra={"fields": {
             "referral_id": str(p.referral.referral_id), "revision": p.referral.revision,
             "outcome": outcome}})
 
     async def on_territory(ctx: HandlerContext, p: TerritoryChanged) -> None:
+        # the batch's referrals so far are stored before a re-routing reads them, and the
+        # rest of the batch goes one by one (what was prepared predates the new version)
+        await ctx.flush()
+        if ctx.batch is not None:
+            ctx.batch.data.pop(PREPARED, None)
         await store.refresh(ctx.conn)
         added = await store.add_version(ctx.conn, structure=p.structure,
                                         version=p.territory_version,
@@ -105,7 +111,8 @@ def build(settings: Settings) -> Service:
         await store.case_closed(ctx.conn, p.case.case_id, False)
 
     def referrals(c: EventConsumer) -> None:
-        c.on(ReferralAccepted, on_accepted)
+        c.on(ReferralAccepted, on_accepted, prepare=lambda batch, items: store.prepare_accepted(
+            batch, [p.referral for _ctx, p in items]))
         c.on(TerritoryChanged, on_territory)
 
     def cases(c: EventConsumer) -> None:

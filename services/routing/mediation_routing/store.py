@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import asyncpg
 import orjson
 
+from mediation_core.consumer import Batch
 from mediation_core.errors import DomainRejection
 from mediation_schemas.envelope import Payload
 from mediation_schemas.referrals import (
@@ -56,6 +59,20 @@ Emit = Callable[[Payload, str, str | None, str], Awaitable[Any]]
 
 def _json(v: Any) -> str:
     return orjson.dumps(v).decode()
+
+
+@dataclass
+class Prepared:
+    """What a batch of accepted referrals needs, read once: the rows of those already
+    known (locked), the mediators' loads (kept up to date as the batch routes), and which
+    referral ids appear more than once in the batch."""
+
+    rows: dict[uuid.UUID, asyncpg.Record]
+    loads: Counter
+    contended: set[uuid.UUID]
+
+
+PREPARED = "routing.accepted"
 
 
 REFRESH_EVERY = 1.0  # seconds: versions stored by another instance are seen within this
@@ -160,9 +177,45 @@ class RoutingStore:
         return finish(p, loads)
 
     # ------------------------------------------------------------------ routing
+    async def prepare_accepted(self, batch: Batch, referrals: list[ReferralCore]) -> None:
+        """A batch's referrals in three round trips (territory refresh when due, their rows
+        locked in id order, every mediator's load) instead of three or four each."""
+        conn = batch.conn
+        await self.maybe_refresh(conn)
+        ids = sorted({r.referral_id for r in referrals})
+        rows = await conn.fetch("SELECT * FROM referrals WHERE referral_id = ANY($1::uuid[]) "
+                                "ORDER BY referral_id FOR UPDATE", ids)
+        per_id = Counter(r.referral_id for r in referrals)
+        batch.data[PREPARED] = Prepared(
+            rows={r["referral_id"]: r for r in rows}, loads=Counter(await self.loads(conn)),
+            contended={i for i, n in per_id.items() if n > 1})
+
     async def on_accepted(self, conn: asyncpg.Connection, emit: Emit, referral: ReferralCore, *,
-                          correlation_id: str, context_structure: str | None) -> str:
-        """Route an accepted referral or a correction. Returns what happened (for tests/logs)."""
+                          correlation_id: str, context_structure: str | None,
+                          batch: Batch | None = None) -> str:
+        """Route an accepted referral or a correction. Returns what happened (for tests/logs).
+
+        In a prepared batch a referral seen for the first time is decided on the batch's
+        loads and its rows are deferred writes; anything else goes one by one."""
+        prepared = batch.data.get(PREPARED) if batch is not None else None
+        if isinstance(prepared, Prepared):
+            rid = referral.referral_id
+            if rid not in prepared.contended and rid not in prepared.rows:
+                d = finish(plan(referral.commune, referral.postcode, referral.referral_date,
+                                self.history, context_structure=context_structure),
+                           prepared.loads)
+                await self.apply(conn, emit, referral, d, correlation_id=correlation_id,
+                                 context_structure=context_structure, trigger="accepted",
+                                 previous=None, write=batch.defer if batch else conn.execute)
+                if d.routed and d.mediator_id:
+                    prepared.loads[d.mediator_id] += 1
+                return "accepted:emitted"
+            assert batch is not None
+            await batch.flush()  # the batch's earlier writes are seen by what follows
+            outcome = await self.on_accepted(conn, emit, referral, correlation_id=correlation_id,
+                                             context_structure=context_structure)
+            prepared.loads = Counter(await self.loads(conn))
+            return outcome
         await self.maybe_refresh(conn)
         row = await conn.fetchrow("SELECT * FROM referrals WHERE referral_id = $1 FOR UPDATE",
                                   referral.referral_id)
@@ -190,7 +243,11 @@ class RoutingStore:
 
     async def apply(self, conn: asyncpg.Connection, emit: Emit, referral: ReferralCore,
                     d: Decision, *, correlation_id: str, context_structure: str | None,
-                    trigger: str, previous: asyncpg.Record | None) -> bool:
+                    trigger: str, previous: asyncpg.Record | None,
+                    write: Callable[..., Awaitable[Any]] | None = None) -> bool:
+        """Store a decision and emit it if it changed. ``write`` runs the statements that
+        return nothing (a batch's deferred writes, or at once by default)."""
+        write = write or conn.execute
         sig = list(d.signature())
         if previous is not None and orjson.loads(previous["signature"]) == sig:
             # same decision: nothing to emit; the triage entry shows the latest candidates
@@ -212,7 +269,7 @@ class RoutingStore:
             decision = {"reason_code": d.reason_code, "reason_detail": d.reason_detail,
                         "territory_version": d.territory_version, "trigger": trigger}
             place_code = None
-        await conn.execute(
+        await write(
             """INSERT INTO referrals(referral_id, revision, referral, referral_date, correlation_id,
                    context_structure, status, structure, area, mediator_id, place_code, signature,
                    decision, manual)
@@ -234,7 +291,7 @@ class RoutingStore:
                                    referral.referral_id)
         else:
             cands = [c.model_dump(mode="json") for c in payload.candidates]  # type: ignore[attr-defined]
-            await conn.execute(
+            await write(
                 """INSERT INTO triage(referral_id, structure, area, reason_code, reason_detail,
                        reason, candidates, territory_version, status)
                    VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,'open')
