@@ -12,6 +12,7 @@ import pytest
 from mediation_core.auth import issue_token
 from mediation_core.sealing import KeyDestroyed
 from mediation_intake.intake import referral_id
+from mediation_intake.service import build
 from tests.conftest import eventually
 from tests.helpers import produce, read_topic
 from tests.intake.forms import GP, HOSPITAL, envelope, form, key
@@ -267,3 +268,68 @@ async def test_erase_destroys_the_key_and_the_sealed_block_no_longer_opens(
     assert destroyed == 1
     rc = await asyncio.to_thread(main, ["erase", "--referral-id", str(uuid.uuid4())])
     assert rc == 1, "an unknown referral is reported, not silently ignored"
+
+
+def _person(f: dict, family: str) -> dict:
+    f["person"]["family_name"] = family
+    return f
+
+
+async def test_one_batch_takes_forms_as_one_by_one(settings_for):
+    """Everything on the topic before the consumer starts (one partition: one batch): new
+    people, a known person referred again, an invalid form, two forms for one new person
+    and a duplicate followed by two corrections of an earlier form. The prepared way (rows,
+    keys and validation for the whole batch) and the one-by-one way for what the batch
+    shares give what one by one gives."""
+    svc = build(settings_for("intake", partitions=1))
+    await svc.start(http=False)
+    await svc.wait_ready()
+    old, known = _person(form(HOSPITAL), "Ancien"), _person(form(GP), "Connu")
+    await send(svc, old, known)
+    await settled(svc, 2)
+    await svc.stop()
+    fix = orjson.loads(orjson.dumps(old))
+    fix["urgency"] = "urgent"
+    fix2 = orjson.loads(orjson.dumps(fix))
+    fix2["person"]["phone"] = "07 51 23 45 99"
+    invalid = _person(form(GP), "Refus")
+    invalid["person"]["consent_contact"] = False
+    batch = [*[_person(form(GP), f"Nouveau{c}") for c in "ABC"],
+             old, fix, fix2,                                # duplicate, then two corrections
+             _person(form(HOSPITAL), "Connu") | {"person": known["person"]},  # known person
+             invalid, _person(form(GP), "Jumeau"), _person(form(HOSPITAL), "Jumeau")]
+    batch[-1]["person"] = batch[-2]["person"]                    # one new person, twice
+    await send(svc, *batch)
+
+    svc = build(svc.settings)
+    await svc.start(http=False)
+    try:
+        c = svc.consumers[0]
+        await settled(svc, 10)
+        assert (c.stats.processed, c.stats.dead_lettered) == (10, 0)
+        assert c.stats.batches == 1 and c.stats.isolated == 0, "the batch went the prepared way"
+        rows = {r["source_reference"]: r for r in await svc.pool.fetch(
+            "SELECT source_reference, revision, duplicates, person_ref FROM referrals")}
+        assert len(rows) == 8  # the invalid form is a rejection, the correction a revision
+        assert (rows[old["source_reference"]]["revision"],
+                rows[old["source_reference"]]["duplicates"]) == (3, 1)
+        assert rows[batch[6]["source_reference"]]["person_ref"] == \
+            rows[known["source_reference"]]["person_ref"]
+        assert rows[batch[-1]["source_reference"]]["person_ref"] == \
+            rows[batch[-2]["source_reference"]]["person_ref"]
+        assert await svc.pool.fetchval("SELECT count(*) FROM rejections") == 1
+        keys = await svc.pool.fetchval(
+            f"SELECT count(*) FROM {svc.settings.keyvault_schema}.person_keys")
+        assert keys == 6  # Ancien, Connu, NouveauA/B/C, Jumeau (Refus was rejected)
+        events = await topic(svc, svc.settings.topics.referrals_intake, 2 + 9)
+        accepted = [e for e in events if e["type"] == "ReferralAccepted"]
+        assert len(accepted) == 2 + 8
+        assert sorted(e["payload"]["referral"]["revision"] for e in accepted
+                      if e["payload"]["referral"]["source_reference"] == old["source_reference"]
+                      ) == [1, 2, 3]
+        for e in accepted:  # every sealed block opens with the key it names
+            opened = await svc.intake.vault.open(e["payload"]["referral"]["sealed"],
+                                                 actor="t", purpose="t")
+            assert opened["person"]["family_name"]
+    finally:
+        await svc.stop()

@@ -144,6 +144,31 @@ class KeyVault:
             return await self.key_for_person(conn, person_ref)
         return key_id, dek
 
+    async def live_keys_for(self, conn: asyncpg.Connection, person_refs: list[str]
+                            ) -> dict[str, tuple[str, bytes]]:
+        """The live keys of many people in two round trips: those that exist, then one
+        insert for those that have none. A person missing from the answer (a key destroyed
+        earlier, or created concurrently) goes through :meth:`key_for_person`."""
+        refs = sorted(set(person_refs))
+        rows = await conn.fetch(
+            f"SELECT person_ref, key_id, kek_id, wrapped_key FROM {self.schema}.person_keys "
+            "WHERE person_ref = ANY($1::text[])", refs)
+        out = {r["person_ref"]: (r["key_id"], self._unwrap(r["key_id"], r["kek_id"],
+                                                          bytes(r["wrapped_key"])))
+               for r in rows if r["wrapped_key"] is not None}
+        seen = {r["person_ref"] for r in rows}
+        new = [(ref, str(uuid.uuid4()), AESGCM.generate_key(bit_length=256))
+               for ref in refs if ref not in seen]
+        if new:
+            inserted = {r["person_ref"] for r in await conn.fetch(
+                f"INSERT INTO {self.schema}.person_keys(key_id, person_ref, wrapped_key, kek_id) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) "
+                "ON CONFLICT (person_ref) DO NOTHING RETURNING person_ref",
+                [k for _, k, _ in new], [r for r, _, _ in new],
+                [self._wrap(k, dek) for _, k, dek in new], [self.current_kek] * len(new))}
+            out.update({ref: (k, dek) for ref, k, dek in new if ref in inserted})
+        return out
+
     async def get(self, key_id: str) -> bytes:
         """The data key, or KeyDestroyed. Cached briefly (``cache_ttl``) per process."""
         hit = self._cache.get(key_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 
 from mediation_core import sealing
-from mediation_core.consumer import EventConsumer, HandlerContext
+from mediation_core.consumer import Batch, EventConsumer, HandlerContext
 from mediation_core.errors import DomainRejection
 from mediation_core.outbox import Outbox
 from mediation_core.service import Service
@@ -76,10 +76,15 @@ def build(settings: Settings, *, clock: Clock | None = None, http_rate: float = 
             return await ctx.emit(p, topic=topic, key=key)
 
         await rt.intake.take(ctx.conn, emit, payload, size=len(ctx.record.value or b""),
-                             channel="kafka")
+                             channel="kafka", batch=ctx.batch, event_id=str(ctx.envelope.event_id))
+
+    async def prepare(batch: Batch, items: list[tuple[HandlerContext, dict]]) -> None:
+        await rt.intake.prepare(batch, [
+            (str(ctx.envelope.event_id), payload, len(ctx.record.value or b""))
+            for ctx, payload in items if ctx.envelope.version in SUPPORTED_VERSIONS])
 
     def register(c: EventConsumer) -> None:
-        c.on_raw(ReferralReceived.event_type, on_received)
+        c.on_raw(ReferralReceived.event_type, on_received, prepare=prepare)
 
     svc.consumer("received", [topics.referrals_received], register)
     svc.app.include_router(api.router(rt))
