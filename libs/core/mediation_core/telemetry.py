@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import os
 import re
@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -49,10 +50,16 @@ _ALLOWED_KEYS = {
 REDACTED = "[redacted]"
 
 
+@functools.lru_cache(maxsize=4096)
+def _sensitive(key: str) -> bool:
+    """Whether a field or attribute name denotes personal data (names recur: cached)."""
+    return key not in _ALLOWED_KEYS and SENSITIVE_KEY.search(key) is not None
+
+
 def redact(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in (attrs or {}).items():
-        if k not in _ALLOWED_KEYS and SENSITIVE_KEY.search(k):
+        if _sensitive(k):
             out[k] = REDACTED
         elif isinstance(v, Mapping):
             out[k] = redact(v)
@@ -203,7 +210,7 @@ class JsonFormatter(logging.Formatter):
             out.update(redact(fields))
         if record.exc_info and record.exc_info[0] is not None:
             out["exc_type"] = record.exc_info[0].__name__
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def setup_logging(service: str, level: str = "INFO", stream=None) -> None:

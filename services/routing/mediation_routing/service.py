@@ -96,18 +96,23 @@ def build(settings: Settings) -> Service:
 
     async def on_case_opened(ctx: HandlerContext, p: CaseOpened) -> None:
         if p.referral_id is not None:
-            await store.case_opened(ctx.conn, p.referral_id, p.case.case_id)
+            await store.case_opened(ctx.conn, p.referral_id, p.case.case_id, write=ctx.defer)
 
+    # the other case events find referrals by case id: the openings deferred so far first
     async def on_first_contact(ctx: HandlerContext, p: FirstContactMade) -> None:
+        await ctx.flush()
         await store.case_taken(ctx.conn, p.case.case_id)
 
     async def on_reassigned(ctx: HandlerContext, p: CaseReassigned) -> None:
+        await ctx.flush()
         await store.case_taken(ctx.conn, p.case.case_id, p.case.mediator_id)
 
     async def on_closed(ctx: HandlerContext, p: CaseClosed) -> None:
+        await ctx.flush()
         await store.case_closed(ctx.conn, p.case.case_id, True)
 
     async def on_reopened(ctx: HandlerContext, p: CaseReopened) -> None:
+        await ctx.flush()
         await store.case_closed(ctx.conn, p.case.case_id, False)
 
     def referrals(c: EventConsumer) -> None:

@@ -325,9 +325,11 @@ class RoutingStore:
 
     # ------------------------------------------------------------------ case feedback
     @staticmethod
-    async def case_opened(conn: asyncpg.Connection, referral_id: uuid.UUID, case_id: uuid.UUID) -> None:
-        await conn.execute("UPDATE referrals SET case_id = $2, updated_at = now() "
-                           "WHERE referral_id = $1", referral_id, case_id)
+    async def case_opened(conn: asyncpg.Connection, referral_id: uuid.UUID, case_id: uuid.UUID,
+                          *, write: Callable[..., Awaitable[Any]] | None = None) -> None:
+        """``write``: a batch's deferred write (openings of distinct referrals commute)."""
+        await (write or conn.execute)("UPDATE referrals SET case_id = $2, updated_at = now() "
+                                      "WHERE referral_id = $1", referral_id, case_id)
 
     @staticmethod
     async def case_taken(conn: asyncpg.Connection, case_id: uuid.UUID,
