@@ -145,8 +145,8 @@ async def replay(settings: Settings, *, batch_size: int = 2000, keep_old: bool =
             await reader.stop()
         async with pool.acquire() as conn:
             for ddl in indexes:
-                await conn.execute(ddl)
-            await conn.execute("ANALYZE")
+                await conn.execute(ddl, timeout=3600)
+            await conn.execute("ANALYZE", timeout=3600)
         async with pool.acquire() as conn:
             # dead letters of replayed records were published by the live run already
             await conn.execute("DELETE FROM outbox")
