@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from mediation_core import db
 from mediation_core.consumer import EventConsumer, HandlerContext
@@ -58,7 +59,16 @@ async def group_has_members(bootstrap: str, group: str) -> bool:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        resp = await admin.describe_consumer_groups([group])
+        for attempt in range(10):
+            try:
+                resp = await admin.describe_consumer_groups([group])
+                break
+            except GroupCoordinatorNotAvailableError:
+                # a broker that never had a consumer group creates its offsets topic on
+                # this first request: the coordinator answers a moment later
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(0.5)
         for r in resp:
             for g in getattr(r, "groups", []):
                 # (error_code, group_id, state, protocol_type, protocol, members, ...)
