@@ -375,14 +375,18 @@ def _p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20, method="inclusive")[18]
 
 
-async def _timed(pool, sql: str, runs: int) -> float:
-    await pool.fetch(sql)  # warm-up
-    out = []
+async def _timed(pool, sql: str, bare: str, runs: int) -> tuple[float, float, float]:
+    """p95 and median of ``sql`` and p95 of the ``bare`` baseline, in ms, their runs
+    interleaved (after one warm-up each) so that both see the same neighbours' load."""
+    await pool.fetch(sql)
+    await pool.fetch(bare)
+    ours, base = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
-        await pool.fetch(sql)
-        out.append(time.perf_counter() - t0)
-    return _p95(out) * 1000
+        for q, out in ((sql, ours), (bare, base)):
+            t0 = time.perf_counter()
+            await pool.fetch(q)
+            out.append(time.perf_counter() - t0)
+    return _p95(ours) * 1000, statistics.median(ours) * 1000, _p95(base) * 1000
 
 
 def _settings(urls, tag: str):
@@ -469,17 +473,17 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
             _progress(f"{m} cases generated in {gen:.0f} s")
             counts = await pool.fetchrow(
                 "SELECT (SELECT count(*) FROM case_actions) AS a, (SELECT count(*) FROM referrals) AS r")
-            bare_q = await _timed(pool, BARE, 5)
             for label, sql in QUERIES.items():
-                p95 = await _timed(pool, sql, 5)
+                p95, p50, bare_q = await _timed(pool, sql, BARE, 5)
                 _progress(f"p95 {label}: {p95:,.0f} ms (bare {bare_q:,.0f})")
                 rows.append({"name": f"p95 {label}, {m:,} cases", "value": p95, "unit": "ms",
                              "baseline": bare_q, "ratio": p95 / bare_q,
-                             "note": f"read-model tables filled directly with SQL generate_series "
-                                     f"(not through events): {m} cases, {counts['a']} actions, "
-                                     f"{counts['r']} referrals, in {gen:.0f} s; 5 runs after a "
-                                     f"warm-up, structure {BIG} (40 % of cases); baseline: bare "
-                                     "GROUP BY ROLLUP count + count distinct on the cases table"})
+                             "note": f"median {p50:,.0f} ms; read-model tables filled directly "
+                                     f"with SQL generate_series (not through events): {m:,} "
+                                     f"cases, {counts['a']:,} actions, {counts['r']:,} referrals, "
+                                     f"in {gen:.0f} s; 5 runs after a warm-up, structure {BIG} "
+                                     "(40 % of cases); baseline: bare GROUP BY ROLLUP count + "
+                                     "count distinct on the cases table, its runs interleaved"})
         finally:
             await pool.execute(f"DROP SCHEMA {qschema} CASCADE")
             await pool.close()
