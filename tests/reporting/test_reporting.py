@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import asyncpg
 import httpx
+import pypdfium2 as pdfium
 import pytest
 from openpyxl import load_workbook
 
@@ -393,6 +394,87 @@ async def test_roles_masking_exports_and_yearly_report(settings_for, services, p
     assert b"Activit" in streams and b"Motifs d" in streams, "chart titles are drawn"
     assert streams.count(b".168627 .423529 .690196 rg") >= 2, "bars are filled in the chart colour"
     assert streams.count(b" re B*") >= 2, "bars are drawn as rectangles"
+
+
+BAR_COLOURS = {"blue": (0x2B, 0x6C, 0xB0), "orange": (0xDD, 0x6B, 0x20)}
+
+
+def chart_areas(pdf, titles: list[str], width: int = 460, height: int = 220) -> dict[str, list]:
+    """Render every page of the PDF with PDFium (1 px per point) and, for each occurrence of
+    each chart title, return the pixels and the text of the area a chart drawn under that
+    title occupies (report.bar_chart: a width x height drawing, title 15 pt from its top)."""
+    found: dict[str, list] = {t: [] for t in titles}
+    doc = pdfium.PdfDocument(str(pdf))
+    for page in doc:
+        image = page.render(scale=1).to_pil().convert("RGB")
+        text = page.get_textpage()
+        page_h = page.get_height()
+        for title in titles:
+            search = text.search(title, match_case=True)
+            while (hit := search.get_next()) is not None:
+                first, count = hit
+                left, _b, _r, top = text.get_charbox(first)
+                right = text.get_charbox(first + count - 1)[2]
+                mid = (left + right) / 2
+                box = (mid - width / 2, top - height + 5, mid + width / 2, top + 5)  # PDF units, y up
+                crop = image.crop((round(box[0]), round(page_h - box[3]),
+                                   round(box[2]), round(page_h - box[1])))
+                found[title].append((crop, text.get_text_bounded(*box)))
+    return found
+
+
+def coloured(image, rgb: tuple[int, int, int], tolerance: int = 12) -> int:
+    """Pixels of ``image`` within ``tolerance`` of the colour ``rgb`` (bar fills)."""
+    return sum(1 for px in image.getdata() if all(abs(a - b) <= tolerance for a, b in zip(px, rgb, strict=True)))
+
+
+async def test_yearly_report_pdf_opens_and_shows_its_charts(settings_for, services, tmp_path):
+    """The yearly PDF opens in PDFium, and rendered to pixels each chart is there: bars in
+    the chart colours where the chart is drawn, its French labels as text, nothing of the
+    kind elsewhere."""
+    settings = settings_for("reporting")
+    svc, _story = await started_with_the_year(services, settings)
+    await publish.publish(svc.pool, 1)  # nothing masked: the scripted year has small counts
+    async with svc.pool.acquire() as conn:
+        _html, pdf = await report.yearly(conn, scenario.S, 2026, tmp_path, 1)
+        motives = [r["motif_libelle"] for r in await conn.fetch(
+            "SELECT motif_libelle FROM pub_motifs WHERE structure = $1 AND type_periode = 'annee' "
+            "AND periode = '2026' AND niveau = 'structure' AND motif <> '(tous motifs)'", scenario.S)]
+        closures = [r["motif_cloture_libelle"] for r in await conn.fetch(
+            "SELECT motif_cloture_libelle FROM pub_motifs_cloture WHERE structure = $1 AND "
+            "type_periode = 'annee' AND periode = '2026' AND niveau = 'structure' "
+            "AND motif_cloture <> '(tous motifs)'", scenario.S)]
+    assert motives and closures, "the scripted year has motives and closures to chart"
+
+    doc = pdfium.PdfDocument(str(pdf))
+    assert len(doc) >= 2
+    first = doc[0].render(scale=1).to_pil().convert("RGB")
+    assert "Rapport d'activité 2026" in doc[0].get_textpage().get_text_range()
+    # control: the title block of page one is text only, no bar colour
+    head = first.crop((0, 0, first.width, 200))
+    assert not any(coloured(head, c) for c in BAR_COLOURS.values())
+
+    monthly, motive_chart, closure_chart = ("Activité mensuelle", "Motifs d'orientation (% des mentions)",
+                                            "Motifs de fin d'accompagnement")
+    areas = chart_areas(pdf, [monthly, motive_chart, closure_chart])
+    for title, occurrences in areas.items():
+        assert occurrences, f"chart title {title!r} is on a page"
+        # the closures chart shares its title with a section heading: one of them is the chart
+        best = max(occurrences, key=lambda o: coloured(o[0], BAR_COLOURS["blue"]))
+        image, text = best
+        assert coloured(image, BAR_COLOURS["blue"]) >= 150, f"{title}: bars drawn in the chart colour"
+        assert len(set(image.getdata())) > 20, f"{title}: the chart area is not blank"
+        if title == monthly:
+            assert coloured(image, BAR_COLOURS["orange"]) >= 50, "second series (interviews) drawn"
+            for label in ["janv.", "févr.", "mars", "août", "déc.", "Personnes rencontrées", "Entretiens"]:
+                assert label in text, f"{label!r} on the monthly chart"
+        elif title == motive_chart:
+            for label in motives:
+                assert label in text, f"motive {label!r} labels a bar"
+        else:
+            for label in closures:
+                assert label in text, f"closure reason {label!r} labels a bar"
+    assert "Pas de données publiables" not in "".join(t for occ in areas.values() for _i, t in occ)
 
 
 async def test_views_doc_is_in_sync(stack_urls):

@@ -25,6 +25,20 @@ from . import catalog
 from .exports import SECRET
 
 TEMPLATES = Path(__file__).parent / "templates"
+# kinds of referring structure as senders usually code them; other codes show as sent
+REFERRERS = {
+    "msp": "Maison de santé pluriprofessionnelle",
+    "cpts": "CPTS",
+    "hospital": "Établissement de santé",
+    "cpam": "CPAM",
+    "caf": "CAF",
+    "ccas": "CCAS",
+    "pharmacy": "Pharmacie",
+    "association": "Association",
+    "gp": "Médecin généraliste",
+    "social_services": "Service social",
+    "pmi": "PMI",
+}
 MONTHS = ["janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.",
           "nov.", "déc."]
 
@@ -93,6 +107,9 @@ def bar_chart(title: str, labels: list[str], series: list[list[float | None]],
     left = 170 if horizontal else 40
     chart.x, chart.y = left, 40
     chart.width, chart.height = width - left - 20, height - 80
+    # a category whose values are all masked (None) is drawn empty and labelled « s »
+    labels = [f"{lab} ({SECRET})" if series and all(s[i] is None for s in series if s) else lab
+              for i, lab in enumerate(labels)]
     data = [[0 if v is None else v for v in s] for s in series if s]
     empty = not labels or not data or not any(v for s in data for v in s)
     if not labels or not data:
@@ -101,8 +118,6 @@ def bar_chart(title: str, labels: list[str], series: list[list[float | None]],
     chart.categoryAxis.categoryNames = labels
     if empty:
         chart.valueAxis.valueMax = 1
-        d.add(String(width / 2, height / 2, "Pas de données publiables (absentes ou masquées)",
-                     fontSize=9, textAnchor="middle", fillColor=colors.grey))
     chart.categoryAxis.labels.fontSize = 7
     chart.valueAxis.labels.fontSize = 7
     chart.valueAxis.valueMin = 0
@@ -113,6 +128,10 @@ def bar_chart(title: str, labels: list[str], series: list[list[float | None]],
     for i in range(len(chart.data)):
         chart.bars[i].fillColor = palette[i % len(palette)]
     d.add(chart)
+    if empty:  # over the plot area, after the axes (not across them)
+        d.add(String(chart.x + chart.width / 2, chart.y + chart.height / 2 - 3,
+                     "Pas de données publiables (absentes ou masquées)", fontSize=9,
+                     textAnchor="middle", fillColor=colors.grey))
     d.add(String(width / 2, height - 15, title, fontSize=10, textAnchor="middle",
                  fontName="Helvetica-Bold"))
     for i, n in enumerate(names if len(names) > 1 else []):
@@ -178,10 +197,10 @@ async def build_report(conn: asyncpg.Connection, structure: str, year: int,
     ori.sort(key=lambda x: (x["source"] != "(toutes sources)", x["source"]))
     rep.tables.append(Table("Fiches d'orientation par type d'orientateur",
                             ["Source", "Reçues", "Acceptées", "Refusées"],
-                            [[o["source"], val(o, "recues"), val(o, "acceptees"), val(o, "refusees")]
-                             for o in ori],
+                            [[REFERRERS.get(o["source"], o["source"]), val(o, "recues"),
+                              val(o, "acceptees"), val(o, "refusees")] for o in ori],
                             note="Les fiches refusées à l'accueil dont la structure n'est pas "
-                                 "identifiable sont comptées sous « (non attribuée) »."))
+                                 "identifiable sont comptées sous «\u00a0(non attribuée)\u00a0»."))
 
     # motives
     mot = await _rows(conn, "pub_motifs", struct_year + " AND niveau = 'structure'", structure, y)
@@ -191,8 +210,9 @@ async def build_report(conn: asyncpg.Connection, structure: str, year: int,
                             ["Motif", "Mentions", "Part des mentions (%)"],
                             [[m["motif_libelle"], val(m, "mentions"), val(m, "part_mentions_pct")]
                              for m in mot],
-                            note="Bilan de la CPTS après un an : parcours complexe 38 %, accès "
-                                 "aux droits 33 %, rupture de soins 16 %, renoncement 14 %."))
+                            note="Repère, hors de ces données (bilan d'une CPTS après un an)\u00a0: "
+                                 "parcours complexe 38\u00a0%, accès aux droits 33\u00a0%, rupture de "
+                                 "soins 16\u00a0%, renoncement 14\u00a0%."))
     rep.charts.append(bar_chart("Motifs d'orientation (% des mentions)",
                                 [m["motif_libelle"] for m in mot][::-1],
                                 [[num(m, "part_mentions_pct") for m in mot][::-1]],
@@ -245,6 +265,9 @@ async def build_report(conn: asyncpg.Connection, structure: str, year: int,
     fr = await conn.fetchrow("SELECT * FROM pub_fraicheur WHERE source = '(toutes sources)'")
     if fr and fr["evenement_le_plus_recent"]:
         rep.freshness = fr["evenement_le_plus_recent"].strftime("%d/%m/%Y %H:%M UTC")
+    for t in rep.tables:  # say so rather than print a header alone
+        if not t.rows:
+            t.rows = [["Aucune donnée publiée pour l'année", *[""] * (len(t.headers) - 1)]]
     return rep
 
 
@@ -268,7 +291,7 @@ def render_pdf(rep: Report, path: Path) -> None:
              Paragraph(f"Médiation en santé — {rep.structure}", styles["Heading2"]),
              Paragraph(f"Établi le {rep.generated_at.strftime('%d/%m/%Y')} à partir des indicateurs "
                        f"publiés (données jusqu'au {rep.freshness or '–'}). Secret statistique : les "
-                       f"effectifs inférieurs à {rep.threshold} sont masqués (« {SECRET} »), ainsi que "
+                       f"effectifs inférieurs à {rep.threshold} sont masqués («\u00a0{SECRET}\u00a0»), ainsi que "
                        "les cellules qui permettraient de les retrouver.", styles["Normal"]),
              Spacer(1, 12)]
 
