@@ -229,3 +229,59 @@ async def test_a_failing_prepare_step_loses_nothing(batched_service):
     assert [r["n"] for r in rows] == list(range(21))
     assert not any(r["prepared"] for r in rows if r["n"] == 20)
     assert c.stats.dead_lettered == 0
+
+
+async def test_relay_listens_again_and_keeps_publishing_after_its_listen_connection_dies(
+        settings_for, ns):
+    """A database restart ends the relay's LISTEN connection; asyncpg then takes it back into
+    the pool by itself and its proxy refuses every call. The relay must notice, LISTEN on a
+    new connection and keep publishing (it used to retry `is_closed()` on the dead proxy
+    forever and never published again: the chaos test's stuck counts)."""
+    s = settings_for("upstream")
+    app = f"relay-{ns}"[:60]
+    pool = await db.create_pool(s.database_url, s.schema, application=app)
+    await db.migrate(pool, s.schema)
+    outbox = Outbox("upstream")
+    topic = f"{s.topics.prefix}ping"
+    producer = make_producer(s.kafka_bootstrap, "upstream-relay")
+    await producer.start()
+    # a long idle poll: only a working LISTEN publishes within the waits below
+    relay = OutboxRelay(pool, producer, service="upstream", idle_poll=60)
+    relay_task = asyncio.create_task(relay.run())
+
+    async def listen_pids() -> list[int]:
+        return [r["pid"] for r in await pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
+            "AND query LIKE 'LISTEN%'", app)]
+
+    async def write(n: int) -> None:
+        env = _ping(n)
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.add_envelope(conn, env, topic=topic, key=str(n))
+
+    async def backlog_empty() -> bool:
+        return await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+    try:
+        first = await eventually(listen_pids, timeout=10, what="relay listening")
+        await write(1)
+        await eventually(backlog_empty, timeout=10, what="published, woken by NOTIFY")
+        for pid in first:  # what a database restart does to the relay's connection
+            await pool.execute("SELECT pg_terminate_backend($1)", pid)
+        again = await eventually(lambda: _new(listen_pids, first), timeout=10,
+                                 what="relay listening on a new connection")
+        assert set(again).isdisjoint(first)
+        await write(2)
+        await eventually(backlog_empty, timeout=10, what="published after the LISTEN was lost")
+        assert not relay_task.done()
+    finally:
+        relay.stop()
+        await relay_task
+        await producer.stop()
+        await pool.close()
+    published = await read_topic(s.kafka_bootstrap, topic, expect=2)
+    assert sorted(orjson.loads(r.value)["payload"]["n"] for r in published) == [1, 2]
+
+
+async def _new(pids, old: list[int]) -> list[int]:
+    return [p for p in await pids() if p not in old]

@@ -108,10 +108,16 @@ async def test_kill_everything_in_turn_and_every_referral_is_accounted_for_once(
                 await asyncio.sleep(rnd.uniform(0.2, 2.0))
                 system.procs.start(victim)
             done.append(victim)
+            print(f"+{asyncio.get_running_loop().time() - t0:.0f}s: {victim} killed and restarted",
+                  flush=True)
         return done
 
+    t0 = asyncio.get_running_loop().time()
     _, killed = await asyncio.gather(stream(), chaos())
     assert sorted(killed) == sorted([*SERVICES, "kafka", "postgres"])
+    loop = asyncio.get_running_loop()
+    chaos_over = last_print = loop.time()
+    print(f"chaos over (killed in turn: {', '.join(killed)}); waiting for {n} referrals")
 
     async def converged():
         intake = await system.count("intake", "referrals")
@@ -125,11 +131,15 @@ async def test_kill_everything_in_turn_and_every_referral_is_accounted_for_once(
                      reporting_cases=rep_cases, reporting_accepted=rep_accepted)
         ok = (intake == n and routing == n and routed == n and linked == n and cases == n
               and rep_cases == n and rep_accepted == n)
+        nonlocal last_print
+        if not ok and loop.time() - last_print >= 10:  # a failure shows which service is stuck
+            last_print = loop.time()
+            print(f"+{last_print - chaos_over:.0f}s after chaos: {state}", flush=True)
         return state if ok else None
 
     state = await eventually(converged, timeout=420, interval=1.0,
                              what=f"every referral through every service (CHAOS_SEED={seed})")
-    print(f"converged: {state}")
+    print(f"converged {loop.time() - chaos_over:.0f}s after chaos: {state}")
 
     # exactly one effect per referral on the topics (copies of one event id are allowed:
     # an outbox relay killed after publishing republishes; consumers drop the copy)

@@ -114,6 +114,7 @@ class OutboxRelay:
         self.after_publish = after_publish  # fault-injection hook for tests
         self._stopping = False
         self._schema: str | None = None
+        self._listen_lost = False
         self._tracer = telemetry.tracer("mediation.outbox")
 
     def stop(self) -> None:
@@ -126,10 +127,13 @@ class OutboxRelay:
         try:
             while not self._stopping:
                 try:
-                    if listener is None or listener.is_closed():
-                        if listener is not None:  # the database restarted: a new LISTEN
-                            await self._release(listener)
+                    if listener is not None and self._listen_lost:
+                        # the database restarted (or ended the backend): asyncpg has already
+                        # taken the dead connection back into the pool, and its proxy refuses
+                        # every call, is_closed() included; a new LISTEN on a new connection
+                        await self._release(listener)
                         listener = None
+                    if listener is None:
                         listener = await self._listen()
                     n = await self.publish_once()
                     delay = 0.1
@@ -139,6 +143,10 @@ class OutboxRelay:
                     if not is_transient(exc):
                         log.error("outbox relay failed", exc_info=True,
                                   extra={"fields": {"service": self.service}})
+                    else:  # visible, as the consumer's retries are: a fault that never clears shows
+                        log.warning("transient fault, outbox relay will retry",
+                                    extra={"fields": {"service": self.service,
+                                                      "exc_type": type(exc).__name__}})
                     telemetry.RETRIES.labels(self.service, "outbox").inc()
                     await asyncio.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 5.0)
@@ -154,18 +162,32 @@ class OutboxRelay:
                 await self._release(listener)
 
     async def _release(self, conn: asyncpg.Connection) -> None:
+        # each step on its own: on a connection the pool already took back, the first two
+        # raise and the release is a no-op
         with contextlib.suppress(Exception):
-            if not conn.is_closed():
-                await conn.remove_listener("mediation_outbox", self._on_notify)
+            conn.remove_termination_listener(self._on_listen_lost)
+        with contextlib.suppress(Exception):
+            await conn.remove_listener("mediation_outbox", self._on_notify)
+        with contextlib.suppress(Exception):
             await self.pool.release(conn)
 
     async def _listen(self) -> asyncpg.Connection:
         """A pooled connection kept for LISTEN: commits of outbox rows wake the relay at once
         (the idle poll remains the fallback if notifications are lost)."""
         conn = await self.pool.acquire()
-        self._schema = await conn.fetchval("SELECT current_schema()")
-        await conn.add_listener("mediation_outbox", self._on_notify)
+        try:
+            self._schema = await conn.fetchval("SELECT current_schema()")
+            self._listen_lost = False
+            conn.add_termination_listener(self._on_listen_lost)
+            await conn.add_listener("mediation_outbox", self._on_notify)
+        except BaseException:  # not kept: back to the pool, or the pool loses a connection
+            await self._release(conn)
+            raise
         return conn
+
+    def _on_listen_lost(self, _conn) -> None:
+        self._listen_lost = True
+        self.wake.set()  # LISTEN again now, not after the idle poll
 
     def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
         if payload == self._schema:
