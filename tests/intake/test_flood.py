@@ -275,3 +275,28 @@ async def test_a_parked_form_that_fails_for_good_is_dead_lettered_sealed_and_rep
     finally:
         await svc.stop()
     assert "parked form failed; dead-lettered" in json_logs.getvalue()
+
+
+async def test_the_drainer_recovers_when_its_listen_connection_dies(settings_for):
+    """After a database restart asyncpg hands a dead pooled connection back to the pool
+    itself, and its proxy then refuses every call: the drainer must listen again, not
+    retry forever on the dead one (which a chaos run with a small budget showed)."""
+    svc = await started(settings_for("intake"), kafka_burst=0)  # all parked
+    try:
+        drainer = svc.intake.drainer
+        await eventually(lambda: drainer._listener is not None, timeout=30,
+                         what="the drainer listening")
+        dead = drainer._listener
+        dead.terminate()  # the server connection is gone, as after a database restart
+        forms = [form(GP) for _ in range(3)]
+        await send_one_partition(svc, forms)
+        await eventually(lambda: _len(accepted(svc, FLOOD), 3), timeout=60,
+                         what="the parked forms taken after the connection died")
+        assert drainer._listener is not dead
+    finally:
+        await svc.stop()
+
+
+async def _len(rows_coro, n: int):
+    rows = await rows_coro
+    return len(rows) == n

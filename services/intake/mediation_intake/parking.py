@@ -142,6 +142,7 @@ class Drainer:
         self._backlogged: set[str] = set()
         self._gauge_at = 0.0
         self._schema: str | None = None
+        self._listener: asyncpg.Connection | None = None  # held for LISTEN while running
         self._tracer = telemetry.tracer("mediation.intake.drain")
 
     # ------------------------------------------------------------------ one round
@@ -306,15 +307,14 @@ class Drainer:
         parked row to commit (NOTIFY) or stopping, polling every ``idle_poll`` s in case a
         notification is lost. Transient faults back off and retry: nothing is skipped."""
         delay = 0.1
-        listener: asyncpg.Connection | None = None
         try:
             while not stopping.is_set():
                 try:
-                    if listener is None or listener.is_closed():
-                        if listener is not None:
-                            await self._release(listener)
-                        listener = None
-                        listener = await self._listen()
+                    if not _alive(self._listener):
+                        if self._listener is not None:
+                            await self._release(self._listener)
+                        self._listener = None
+                        self._listener = await self._listen()
                     self.wake.clear()
                     if time.monotonic() - self._gauge_at >= 1.0:
                         await self.refresh_backlog()
@@ -336,8 +336,9 @@ class Drainer:
                     continue
                 await _wait_any(stopping, self.wake, self.idle_poll)
         finally:
-            if listener is not None:
-                await self._release(listener)
+            if self._listener is not None:
+                await self._release(self._listener)
+                self._listener = None
 
     async def _listen(self) -> asyncpg.Connection:
         conn = await self.pool.acquire()
@@ -354,6 +355,17 @@ class Drainer:
     def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
         if payload == self._schema:
             self.wake.set()
+
+
+def _alive(conn: asyncpg.Connection | None) -> bool:
+    """A pooled connection whose server connection died is handed back to the pool by
+    asyncpg itself (after a database restart): its proxy then refuses every call."""
+    if conn is None:
+        return False
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
 
 
 async def _wait_any(stopping: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
