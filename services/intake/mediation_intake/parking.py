@@ -342,8 +342,12 @@ class Drainer:
 
     async def _listen(self) -> asyncpg.Connection:
         conn = await self.pool.acquire()
-        self._schema = await conn.fetchval("SELECT current_schema()")
-        await conn.add_listener(CHANNEL, self._on_notify)
+        try:
+            self._schema = await conn.fetchval("SELECT current_schema()")
+            await conn.add_listener(CHANNEL, self._on_notify)
+        except BaseException:
+            await self._release(conn)  # not leaked from the pool when the database is down
+            raise
         return conn
 
     async def _release(self, conn: asyncpg.Connection) -> None:
