@@ -58,11 +58,11 @@ async def main() -> int:
             traceback.print_exc()
             failures.append(name)
         print(f"   {name} took {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
-    head = f"{'module':<10} {'figure':<58} {'value':>14} {'unit':<12} {'baseline':>14} {'ratio':>7}"
+    head = f"{'module':<10} {'figure':<64} {'value':>14} {'unit':<12} {'baseline':>14} {'ratio':>7}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['module']:<10} {r['name'][:58]:<58} {_fmt(r['value']):>14} {r['unit'][:12]:<12} "
+        print(f"{r['module']:<10} {r['name'][:64]:<64} {_fmt(r['value']):>14} {r['unit'][:12]:<12} "
               f"{_fmt(r.get('baseline')):>14} {_fmt(r.get('ratio')):>7}")
         if r.get("note"):
             print(f"{'':<10}   {r['note']}")
