@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Counter, Gauge
 
 from mediation_core import telemetry
+from mediation_core.consumer import Batch
 from mediation_core.errors import is_transient
 from mediation_core.outbox import Outbox
 from mediation_schemas.envelope import Envelope, Payload, decode_envelope, new_envelope
@@ -193,29 +194,57 @@ class Drainer:
                 [pid for _, pid in plan])}
             emitted: list[tuple[Envelope, str, str | None, dict[str, str]]] = []
             taken: list[str] = []
+            batch = None if isolate else await self._prepare(conn, [rows[pid] for _, pid in plan])
             for src, pid in plan:
-                await self._take(conn, rows[pid], emitted, isolate)
+                await self._take(conn, rows[pid], emitted, isolate, batch)
                 taken.append(src)
                 if self.after_take is not None:
                     await self.after_take(src)
+            if batch is not None:
+                try:
+                    await batch.finish()
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    raise _Isolate() from exc
             if emitted:
                 await self.outbox.add_many(conn, emitted)
             await conn.execute("DELETE FROM parked WHERE id = ANY($1::bigint[])",
                                [pid for _, pid in plan])
             return taken
 
+    def _open(self, row: asyncpg.Record) -> tuple[dict[str, Any], Any]:
+        """The parked record and the form it carries."""
+        rec = open_record(self.key, row["event_id"], bytes(row["sealed"]))
+        if rec["value"] is not None:
+            return rec, dict(decode_envelope(base64.b64decode(rec["value"])).payload)
+        # parked oversize: only its ids were kept; take() rejects it on its size
+        return rec, {k: v for k, v in rec["ids"].items() if v is not None}
+
+    async def _prepare(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> Batch:
+        """The round's forms prepared together, as the consumer prepares a batch (a form
+        that does not open is left out: it fails again when taken, and is isolated)."""
+        batch = Batch(conn=conn, isolate=False)
+        forms = []
+        for row in rows:
+            with contextlib.suppress(Exception):
+                forms.append((str(row["event_id"]), self._open(row)[1], row["size"]))
+        try:
+            await self.intake.prepare(batch, forms)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            raise _Isolate() from exc
+        return batch
+
     async def _take(self, conn: asyncpg.Connection, row: asyncpg.Record,
-                    emitted: list, isolate: bool) -> None:
+                    emitted: list, isolate: bool, batch: Batch | None = None) -> None:
         """The consumer's use case, its events caused by the parked envelope, in a span
         that continues the record's trace."""
         event_id: uuid.UUID = row["event_id"]
         rec: dict[str, Any] = {"key": None, "value": None, "headers": []}
         try:
-            rec = open_record(self.key, event_id, bytes(row["sealed"]))
-            if rec["value"] is not None:
-                raw: Any = dict(decode_envelope(base64.b64decode(rec["value"])).payload)
-            else:  # parked oversize: only its ids were kept; take() rejects it on its size
-                raw = {k: v for k, v in rec["ids"].items() if v is not None}
+            rec, raw = self._open(row)
         except Exception as exc:  # sealed under another ops key, or damaged
             if not isolate:
                 raise _Isolate() from exc
@@ -244,7 +273,8 @@ class Drainer:
                     async with conn.transaction():  # savepoint: a failure leaves no trace
                         await self.intake.take(conn, emit, raw, size=row["size"], channel="kafka")
                 else:
-                    await self.intake.take(conn, emit, raw, size=row["size"], channel="kafka")
+                    await self.intake.take(conn, emit, raw, size=row["size"], channel="kafka",
+                                           batch=batch, event_id=str(event_id))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
