@@ -16,7 +16,7 @@ five sectors each and one to three mediators per sector; openings over 22 months
 summer and year-end dip and a 15 % yearly growth; the CPTS motive mix (complex path 38,
 rights 33, interruption 16, renunciation 14) with a second motive one time in four; first
 contact after an exponential delay (mean 4 days); closures for 65 % of the cases with the
-HAS reasons weighted; one to five actions per case.
+HAS reasons weighted; one to five actions per case (one to four in the SQL fill).
 """
 
 from __future__ import annotations

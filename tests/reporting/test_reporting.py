@@ -227,8 +227,13 @@ async def test_scripted_year_duplicates_reordering_and_replay(settings_for, serv
     with pytest.raises(ReplayRefused):
         await replay(settings)
     await services.stop(svc)
+    indexes = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 ORDER BY 1"
+    indexes_before = [tuple(r) for r in await pg.fetch(indexes, settings.schema)]
+    assert {"cases_opened", "case_actions_kind"} <= {name for name, _ in indexes_before}
     res = await replay(settings, threshold=3)
     assert res.records == 3 * len(story.items) and res.processed == 2 * len(story.items)
+    assert [tuple(r) for r in await pg.fetch(indexes, settings.schema)] == indexes_before, \
+        "the indexes the replay dropped for the feed are all built again"
     rebuilt_pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2,
                                              server_settings={"search_path": settings.schema})
     try:
