@@ -31,9 +31,13 @@ test: install
 	if [ -z "$$was_up" ] && [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then $(BIN)/mediation stack down; fi; \
 	exit $$rc
 
+# The same, for the chaos test (it kills and restarts the local broker and database).
 chaos: install
-	$(BIN)/mediation stack up >/dev/null
-	$(BIN)/pytest -m chaos tests/system -s
+	@was_up=$$($(BIN)/mediation stack status --quiet && echo 1); \
+	$(BIN)/mediation stack up >/dev/null || exit 2; \
+	$(BIN)/pytest -m chaos tests/system -s; rc=$$?; \
+	if [ -z "$$was_up" ] && [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then $(BIN)/mediation stack down; fi; \
+	exit $$rc
 
 run: install
 	$(BIN)/mediation run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import orjson
 import pytest
 
@@ -285,3 +286,58 @@ async def test_relay_listens_again_and_keeps_publishing_after_its_listen_connect
 
 async def _new(pids, old: list[int]) -> list[int]:
     return [p for p in await pids() if p not in old]
+
+
+async def test_consumer_and_relay_live_through_their_connections_being_ended(
+        settings_for, stack_urls, toy_service):
+    """What a database restart does to a running service, many times over: its connections
+    are ended under it, mid-batch. Nothing is lost, nothing is applied twice, and neither the
+    consumer nor the relay dies (an asyncpg 'another operation is in progress' error used
+    to be taken for a bug: the consumer stopped, and the service with it)."""
+    s = toy_service.settings
+    n_total = 300
+    items = [(str(i % 7).encode(), encode(_ping(i))) for i in range(n_total)]
+    admin = await asyncpg.connect(stack_urls.database_url)
+    streaming = asyncio.Event()
+    streaming.set()
+
+    async def end_connections() -> int:
+        ended = 0
+        while streaming.is_set():
+            ended += len(await admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'toy' AND pid <> pg_backend_pid()"))
+            await asyncio.sleep(0.1)
+        return ended
+
+    killer = asyncio.create_task(end_connections())
+    try:
+        for start in range(0, n_total, 15):
+            await produce(s.kafka_bootstrap, f"{s.topics.prefix}ping", items[start:start + 15])
+            await asyncio.sleep(0.15)
+    finally:
+        streaming.clear()
+        ended = await killer
+        await admin.close()
+    assert ended > 0
+
+    async def all_applied() -> bool:
+        dead = [t.get_name() for t in toy_service._tasks if t.done()]
+        assert not dead, f"died: {dead}"
+        # the effects, not the consumer's counters: a commit whose answer was lost with its
+        # connection is retried, and its events are then found in the inbox
+        return await _effect_count(toy_service, n_total)
+
+    await eventually(all_applied, timeout=60, what="every effect once the database is left alone")
+    assert sorted(r["n"] for r in await _effects(toy_service)) == list(range(n_total))
+    pongs = await read_topic(s.kafka_bootstrap, f"{s.topics.prefix}pong", expect=n_total)
+    assert {orjson.loads(r.value)["payload"]["n"] for r in pongs} == set(range(n_total))
+
+
+async def _effect_count(svc, at_least: int) -> bool:
+    """On a connection of its own (the service's are being ended)."""
+    conn = await asyncpg.connect(svc.settings.database_url)
+    try:
+        return await conn.fetchval(f"SELECT count(*) FROM {svc.settings.schema}.effects") >= at_least
+    finally:
+        await conn.close()

@@ -24,7 +24,9 @@ from tests.conftest import eventually
 from tests.helpers import produce, read_topic
 from tests.system.territory import unlimited_cpts_version
 
-pytestmark = [pytest.mark.stack, pytest.mark.chaos, pytest.mark.timeout(900)]
+# converged 20-35 s after the last kill, 85-100 s for the whole test (2 shared cores); the
+# bounds below leave room for a slow machine, not for a service that stopped recovering
+pytestmark = [pytest.mark.stack, pytest.mark.chaos, pytest.mark.timeout(360)]
 
 COMMUNES = [("Lasalle", "30460"), ("Sauve", "30610"), ("Quissac", "30260"),
             ("Saint-Jean-du-Gard", "30270"), ("Saint-Hippolyte-du-Fort", "30170"),
@@ -137,7 +139,7 @@ async def test_kill_everything_in_turn_and_every_referral_is_accounted_for_once(
             print(f"+{last_print - chaos_over:.0f}s after chaos: {state}", flush=True)
         return state if ok else None
 
-    state = await eventually(converged, timeout=420, interval=1.0,
+    state = await eventually(converged, timeout=180, interval=1.0,
                              what=f"every referral through every service (CHAOS_SEED={seed})")
     print(f"converged {loop.time() - chaos_over:.0f}s after chaos: {state}")
 

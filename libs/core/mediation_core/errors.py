@@ -38,6 +38,12 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, (asyncpg.InterfaceError, asyncpg.PostgresConnectionError)):
         return True
+    # asyncpg's own state, never the message's: when the server ends a connection in the
+    # middle of an operation (a database restart), the next call on it may raise "cannot
+    # switch to state N; another operation is in progress". Not retried, it killed the
+    # consumer (and with it the service) in the chaos test.
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True
     if isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES:
         return True
     if isinstance(exc, KafkaError):

@@ -135,6 +135,9 @@ class OutboxRelay:
                         listener = None
                     if listener is None:
                         listener = await self._listen()
+                    # cleared before the claim, not after: a NOTIFY arriving while a batch is
+                    # published must not be wiped out (it would wait the idle poll)
+                    self.wake.clear()
                     n = await self.publish_once()
                     delay = 0.1
                 except asyncio.CancelledError:
@@ -151,8 +154,7 @@ class OutboxRelay:
                     await asyncio.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 5.0)
                     continue
-                if n < self.batch_size:
-                    self.wake.clear()
+                if n < self.batch_size and not self._stopping:
                     try:
                         await asyncio.wait_for(self.wake.wait(), timeout=self.idle_poll)
                     except TimeoutError:
