@@ -240,7 +240,10 @@ class EventConsumer:
             bootstrap_servers=self.bootstrap, group_id=self.group_id,
             client_id=self.client_id, enable_auto_commit=False,
             auto_offset_reset=self.auto_offset_reset, max_poll_records=self.batch_size,
-            isolation_level="read_committed", session_timeout_ms=30000,
+            isolation_level="read_committed",
+            # a member killed without leaving is noticed after this: its partitions wait
+            # that long for the process that replaces it (the broker default is 45 s)
+            session_timeout_ms=10000,
             heartbeat_interval_ms=3000, max_poll_interval_ms=600000,
             metadata_max_age_ms=30000,
             # a fetch parked at the broker waits at most this long for data: it bounds the
