@@ -115,7 +115,25 @@ def _stop_on_sigterm(*_args) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    """Ctrl-C or SIGTERM stops every process this command started: the services, the trace
+    UI and the local broker and database if they were not running before (their data stays
+    in .stack for the next run)."""
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    started_stack = stack.external_urls() is None and not (
+        stack.Kafka().running_pid() and stack.Postgres().running_pid())
+    started_zipkin = [False]  # set by _run once it starts the trace UI
+    try:
+        return _run(args, started_zipkin)
+    finally:
+        if started_zipkin[0]:
+            stack.Zipkin().stop()
+        if started_stack:
+            print("stopping the local broker and database it started", file=sys.stderr)
+            stack.Kafka().stop()
+            stack.Postgres().stop()
+
+
+def _run(args: argparse.Namespace, started_zipkin: list[bool]) -> int:
     try:
         urls = stack.up()
     except stack.StackError as err:
@@ -137,6 +155,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     zipkin = stack.Zipkin()
     if not args.no_traces:
         try:
+            started_zipkin[0] = not zipkin.running_pid()
             zipkin.start()
             env.setdefault("MEDIATION_ZIPKIN_ENDPOINT", zipkin.endpoint)
         except stack.StackError as err:
