@@ -6,6 +6,7 @@ French message that never quotes the value.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import date
@@ -269,6 +270,12 @@ def code(value: object, kind: str) -> object:
     """Fold a code written loosely ('Home visit', 'Visite à domicile') to the contract's."""
     if not isinstance(value, str):
         return value
+    return _code(value, kind)
+
+
+@functools.lru_cache(maxsize=4096)
+def _code(value: str, kind: str) -> object:
+    """Codes recur from form to form (and are never personal data): cached."""
     f = fold(value)
     syn = SYNONYMS.get(kind, {})
     if f in syn:
