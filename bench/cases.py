@@ -134,6 +134,7 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
         await fill(urls.kafka_bootstrap, f"{prefix}bare_in", values)
         await fill(urls.kafka_bootstrap, s.topics.routing_decisions, values)
         base = await bare_hop(urls, [f"{prefix}bare_in"], n)
+        hop_base = await bare_hop(urls, [f"{prefix}bare_in"], n, produce_to=f"{prefix}bare_out")
         ours, cases, dead = await _ours(s, n)
         n_api = max(50, int(300 * scale))
         api_ms, bare_ms = await _api_latency(s, n_api)
@@ -148,6 +149,9 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
             "(consume, executemany insert, commit), same run")
     return [{"name": f"case opening from ReferralRouted, {n} events", "value": ours,
              "unit": "events/s", "baseline": base, "ratio": ours / base, "note": note},
+            {"name": "case opening vs consume -> insert -> produce", "value": ours,
+             "unit": "events/s", "baseline": hop_base, "ratio": ours / hop_base,
+             "note": "the same run; baseline: bench/_baseline.bare_hop with produce"},
             {"name": f"mediator command POST /actions, p50 of {n_api}", "value": api_ms,
              "unit": "ms", "baseline": bare_ms, "ratio": api_ms / bare_ms,
              "note": "in-process ASGI (no network); baseline: one asyncpg transaction "

@@ -7,8 +7,11 @@ Both read the same N ``ReferralReceived`` records from the same topic:
   key from the vault, AES-GCM sealing, state upsert, outbox row, one transaction per batch).
 
 Rates are steady state: from the first record processed to the last (so group join and
-service start-up are not counted, for either). The HTTP path is measured too (sequential
-POSTs through the ASGI app, no network), without a baseline.
+service start-up are not counted, for either). The sender is given a Kafka budget above
+its rate there; the same forms are then taken again by a fresh service at the default
+budget, one sender flooding (parked, drained). The hop is also put next to the bare hop
+that produces (consume, insert, produce). The HTTP path is measured too (sequential POSTs
+through the ASGI app, no network), without a baseline.
 """
 
 from __future__ import annotations
@@ -93,8 +96,12 @@ async def run(urls: StackUrls, scale: float = 1.0) -> list[dict]:
     await _produce(urls.kafka_bootstrap, topics.referrals_received, forms)
 
     base_rate = await bare_hop(urls, [topics.referrals_received], n)
+    hop_base = await bare_hop(urls, [topics.referrals_received], n,
+                              produce_to=f"{ns}.bare_out")
 
-    svc = build(settings, http_rate=1e6, http_burst=1_000_000)
+    # the hop: the sender within its Kafka budget (every form taken at once)
+    svc = build(settings, http_rate=1e6, http_burst=1_000_000, kafka_rate=1e6,
+                kafka_burst=1_000_000)
     await svc.start(http=False)
     try:
         rate = await service_rate(svc, n)
@@ -112,17 +119,21 @@ async def run(urls: StackUrls, scale: float = 1.0) -> list[dict]:
             http_rate = m / (time.perf_counter() - t0)
     finally:
         await svc.stop()
-        conn = await asyncpg.connect(urls.database_url)
-        try:
-            for schema in (settings.schema, settings.keyvault_schema):
-                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        finally:
-            await conn.close()
+        await _drop(urls, settings)
+    flood_rate = await _flood(urls, settings.with_(group_id=f"{ns}.intake-flood"), n, build)
     return [
         {"name": "intake.kafka_referrals_per_s", "value": round(rate, 1), "unit": "referrals/s",
          "baseline": round(base_rate, 1), "ratio": round(rate / base_rate, 3),
          "note": f"{n} forms ({accepted} accepted), steady state; baseline = bare aiokafka "
                  "consume + asyncpg executemany insert + commit per batch, same topic, same run"},
+        {"name": "intake hop vs consume -> insert -> produce", "value": round(rate, 1),
+         "unit": "referrals/s", "baseline": round(hop_base, 1), "ratio": round(rate / hop_base, 3),
+         "note": "the same run; baseline: bench/_baseline.bare_hop with produce"},
+        {"name": "intake, one sender flooding (default budget: parked, drained)",
+         "value": round(flood_rate, 1), "unit": "referrals/s", "baseline": round(rate, 1),
+         "ratio": round(flood_rate / rate, 3),
+         "note": f"the same {n} forms from one sender over its budget (50/s, burst 500): "
+                 "all but the burst parked and drained round-robin; baseline: the hop above"},
         {"name": "intake.http_referrals_per_s", "value": round(http_rate, 1),
          "unit": "referrals/s", "baseline": None, "ratio": None,
          "note": f"{m} sequential POST /referrals through the ASGI app (one transaction each)"},
@@ -134,3 +145,32 @@ if __name__ == "__main__":
 
     for row in asyncio.run(run(stack.up())):
         print(orjson.dumps(row).decode())
+
+
+async def _drop(urls: StackUrls, settings) -> None:
+    conn = await asyncpg.connect(urls.database_url)
+    try:
+        for schema in (settings.schema, settings.keyvault_schema):
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+async def _flood(urls: StackUrls, settings, n: int, build) -> float:
+    """Referrals/s when one sender floods: from partition assignment until every form is
+    accepted (parked ones drained) and every event published."""
+    svc = build(settings)
+    await svc.start(http=False)
+    try:
+        await svc.wait_ready(timeout=90)
+        t0 = time.perf_counter()
+        while await svc.pool.fetchval(
+                "SELECT count(*) FROM referrals WHERE revision = 1") < n \
+                or await svc.pool.fetchval("SELECT count(*) FROM outbox") > 0:  # noqa: ASYNC110
+            if time.perf_counter() - t0 > 600:
+                raise TimeoutError("the flood was not taken in 600 s")
+            await asyncio.sleep(0.01)
+        return n / (time.perf_counter() - t0)
+    finally:
+        await svc.stop()
+        await _drop(urls, settings)
