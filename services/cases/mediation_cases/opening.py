@@ -50,6 +50,9 @@ class Prepared:
     known: dict[uuid.UUID, rules.KnownReferral]
     open_cases: dict[tuple[str, str], str]
     contended: set[uuid.UUID]
+    # an update may move a case to another structure or person: what was read about open
+    # cases no longer holds, and the rest of the batch goes one by one
+    stale: bool = False
 
 
 PREPARED = "cases.opening"
@@ -110,7 +113,9 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
     r = p.referral
     now = deps.clock()
     prepared = batch.data.get(PREPARED) if batch is not None else None
-    if isinstance(prepared, Prepared) and r.referral_id not in prepared.contended:
+    if not isinstance(prepared, Prepared):
+        prepared = None
+    if prepared is not None and not prepared.stale and r.referral_id not in prepared.contended:
         known = prepared.known.get(r.referral_id)
         open_case_id = prepared.open_cases.get((p.structure, r.person_ref or ""))
     else:
@@ -179,6 +184,8 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
         return d.action
 
     # update: a correction or a new routing of a referral already in a case
+    if prepared is not None:
+        prepared.stale = True
     await conn.execute(
         "UPDATE case_referrals SET revision = $2, structure = $3, area = $4, mediator_id = $5, "
         "consent_share = $6, motives = $7::jsonb, urgency = $8 WHERE referral_id = $1",
