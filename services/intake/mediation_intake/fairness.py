@@ -16,6 +16,7 @@ Two rules, both work-conserving:
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -39,18 +40,38 @@ async def admit(buckets: TokenBuckets, source: str,
     return not await has_backlog()
 
 
+def admit_one(buckets: TokenBuckets, source: str, backlog: set[str]) -> bool:
+    """:func:`admit` with the sources that have parked forms known (``backlog``, one query
+    for a batch); a source parked here joins ``backlog``, so its next forms queue behind."""
+    ok = buckets.take(source) <= 0 and source not in backlog
+    if not ok:
+        backlog.add(source)
+    return ok
+
+
 def admit_all(buckets: TokenBuckets, sources: Sequence[str], backlog: set[str]) -> list[bool]:
-    """:func:`admit` for a batch's forms in their order, with the sources that had parked
-    forms before it known (``backlog``, one query for the batch): a source parked on the
-    way queues its next forms of the batch behind, as the one-by-one rule does."""
+    """:func:`admit_one` for a batch's forms in their order (``backlog`` is not changed)."""
     backlog = set(backlog)
-    out = []
-    for source in sources:
-        ok = buckets.take(source) <= 0 and source not in backlog
-        if not ok:
-            backlog.add(source)
-        out.append(ok)
-    return out
+    return [admit_one(buckets, source, backlog) for source in sources]
+
+
+class Admissions:
+    """Decisions already taken, by event id, kept across a batch's retries and its rerun
+    one message at a time: tokens are spent once per form, not once per attempt (they are
+    not given back when a transaction rolls back). Bounded: the oldest are forgotten."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._seen: OrderedDict[str, bool] = OrderedDict()
+
+    def get(self, event_id: str) -> bool | None:
+        return self._seen.get(event_id)
+
+    def remember(self, event_id: str, ok: bool) -> bool:
+        self._seen[event_id] = ok
+        if len(self._seen) > self.limit:
+            self._seen.popitem(last=False)
+        return ok
 
 
 class RoundRobin:

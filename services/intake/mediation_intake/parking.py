@@ -162,9 +162,11 @@ class Drainer:
         sources. Returns the number of forms taken (0: nothing parked, or every parked
         source is being drained by another replica)."""
         async with self.pool.acquire() as conn:
+            last = self.rr.last  # the rerun plans the same round: same sources, same heads
             try:
                 taken = await self._round(conn, isolate=False)
             except _Isolate:
+                self.rr.last = last
                 taken = await self._round(conn, isolate=True)
         for src, n in Tally(taken).items():
             DRAINED.labels(source_label(src)).inc(n)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +35,6 @@ CHANNELS = {
               "referrals_answers": [ReferralRejected]},
 }
 SUPPORTED_VERSIONS = (1,)
-ADMITTED = "intake.admitted"  # batch data: event id -> taken at once (True) or parked
 
 
 @dataclass
@@ -45,6 +44,7 @@ class Runtime:
     buckets: TokenBuckets
     outbox: Outbox
     kafka_buckets: TokenBuckets
+    admissions: fairness.Admissions = field(default_factory=fairness.Admissions)
     drainer: parking.Drainer = None  # type: ignore[assignment]
     pool: asyncpg.Pool = None  # type: ignore[assignment]
     vault: sealing.KeyVault = None  # type: ignore[assignment]
@@ -105,11 +105,10 @@ def build(settings: Settings, *, clock: Clock | None = None, http_rate: float = 
         size = len(ctx.record.value or b"")
         source = safe_ids(payload)[0] or "unknown"
         event_id = str(ctx.envelope.event_id)
-        admitted = ctx.batch.data.get(ADMITTED, {}) if ctx.batch is not None else {}
-        ok = admitted.get(event_id)
-        if ok is None:  # not prepared (a batch rerun one message at a time)
-            ok = await fairness.admit(rt.kafka_buckets, source,
-                                      lambda: parking.has_backlog(ctx.conn, source))
+        ok = rt.admissions.get(event_id)  # decided by prepare, or by an earlier attempt
+        if ok is None:
+            ok = rt.admissions.remember(event_id, await fairness.admit(
+                rt.kafka_buckets, source, lambda: parking.has_backlog(ctx.conn, source)))
         # over its budget, or behind its own parked forms: parked in this batch transaction
         if not ok:
             await parking.park(ctx.conn, settings.dlq_key, env=ctx.envelope, rec=ctx.record,
@@ -130,8 +129,15 @@ def build(settings: Settings, *, clock: Clock | None = None, http_rate: float = 
                  for ctx, payload in items if ctx.envelope.version in SUPPORTED_VERSIONS]
         sources = [safe_ids(payload)[0] or "unknown" for _eid, payload, _size in forms]
         backlog = await parking.sources_with_backlog(batch.conn, sorted(set(sources)))
-        decisions = fairness.admit_all(rt.kafka_buckets, sources, backlog)
-        batch.data[ADMITTED] = {f[0]: ok for f, ok in zip(forms, decisions, strict=True)}
+        decisions = []
+        for (eid, _payload, _size), source in zip(forms, sources, strict=True):
+            ok = rt.admissions.get(eid)
+            if ok is None:
+                ok = rt.admissions.remember(
+                    eid, fairness.admit_one(rt.kafka_buckets, source, backlog))
+            elif not ok:
+                backlog.add(source)  # parked by an earlier attempt: the rest queue behind
+            decisions.append(ok)
         await rt.intake.prepare(batch, [f for f, ok in zip(forms, decisions, strict=True) if ok])
 
     def register(c: EventConsumer) -> None:
