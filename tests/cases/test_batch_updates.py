@@ -83,3 +83,35 @@ async def test_batch_matches_one_by_one_when_an_update_vacates_a_case(settings_f
     print("one-by-one", one, "batch", batch)
     assert one["r2_case_person_is_x"] and one["r2_case_structure"] == "cpts-ecm"
     assert batch == one
+
+
+async def test_a_case_closed_after_the_batch_read_it_is_not_attached_to(cases_svc, monkeypatch):
+    """Closing over HTTP locks the case row, not the person: a close that commits after the
+    batch read the person's open case (here: right after the prepare step) must not get
+    the new referral attached to the closed case; a new case is opened instead."""
+    from mediation_cases import opening
+
+    x = person("Clotilde", "Ana", "1944-04-04")
+    first = await routed_referral(cases_svc, who=x)
+    c = case_id_for_referral(first.referral.referral_id)
+    await eventually(lambda: cases_svc.consumers[0].stats.processed == 1, 60, what="case")
+    prepare = opening.prepare_routed
+    closer = await asyncpg.connect(cases_svc.settings.database_url)
+
+    async def prepare_then_close(batch, routed):
+        await prepare(batch, routed)
+        assert batch.data[opening.PREPARED].open_cases, "the open case was read"
+        await closer.execute(f"UPDATE {cases_svc.settings.schema}.cases SET status = 'closed', "
+                             "closed_at = now() WHERE case_id = $1", c)
+
+    monkeypatch.setattr(opening, "prepare_routed", prepare_then_close)
+    try:
+        second = await routed_referral(cases_svc, who=x)
+        await eventually(lambda: cases_svc.consumers[0].stats.processed == 2, 60, what="second")
+    finally:
+        await closer.close()
+    case_of_second = await cases_svc.pool.fetchval(
+        "SELECT case_id FROM case_referrals WHERE referral_id = $1", second.referral.referral_id)
+    assert case_of_second == case_id_for_referral(second.referral.referral_id) != c
+    assert await cases_svc.pool.fetchval("SELECT status FROM cases WHERE case_id = $1",
+                                         case_of_second) == "open"

@@ -158,6 +158,10 @@ async def on_referral_routed(deps: Deps, conn: asyncpg.Connection, emit: Emit,
     case_id = uuid.UUID(d.case_id)
     row = await store.get_case(conn, case_id, for_update=True)
     assert row is not None
+    if d.action == "attach" and row["status"] != "open":
+        # closed since it was read (closing over HTTP locks the case, not the person):
+        # decide again on what is there now
+        return await on_referral_routed(deps, conn, emit, p, correlation_id=correlation_id)
 
     if d.action == "attach":
         await _insert_referral(conn, p, case_id, is_primary=False,
