@@ -15,11 +15,12 @@ from mediation_schemas.topics import Topics
 from tests.core import toy
 
 
-async def framework_hop(urls, prefix: str, n: int) -> float:
+async def framework_hop(urls, prefix: str, n: int, *, deferred: bool = False) -> float:
+    tag = "d" if deferred else ""
     s = from_env("toy").with_(kafka_bootstrap=urls.kafka_bootstrap, database_url=urls.database_url,
-                             schema=f"bench_{prefix.strip('.')}", topics=Topics(prefix=prefix),
-                             group_id=f"{prefix}toy", http_port=0)
-    svc = toy.build(s)
+                             schema=f"bench_{prefix.strip('.')}{tag}", topics=Topics(prefix=prefix),
+                             group_id=f"{prefix}toy{tag}", http_port=0)
+    svc = toy.build(s, deferred=deferred)
     await svc.start(http=False)
     try:
         return await service_rate(svc, n)
@@ -39,6 +40,11 @@ async def run(urls, scale: float = 1.0) -> list[dict]:
     await fill(urls.kafka_bootstrap, f"{prefix}ping", values)
     base = await bare_hop(urls, [f"{prefix}bare_in"], n, produce_to=f"{prefix}bare_out")
     ours = await framework_hop(urls, prefix, n)
+    deferred = await framework_hop(urls, prefix, n, deferred=True)
+    note = "baseline: bench/_baseline.bare_hop with produce (consume, insert, produce, commit)"
     return [{"name": f"messaging hop (inbox+effect+outbox+relay), {n} events", "value": ours,
              "unit": "events/s", "baseline": base, "ratio": ours / base,
-             "note": "baseline: bench/_baseline.bare_hop with produce (consume, insert, produce, commit)"}]
+             "note": "the effect one statement per event; " + note},
+            {"name": f"messaging hop, effect a deferred write, {n} events", "value": deferred,
+             "unit": "events/s", "baseline": base, "ratio": deferred / base,
+             "note": "the effect deferred to the batch's end (ctx.defer, one executemany); " + note}]

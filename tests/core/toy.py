@@ -30,7 +30,9 @@ class TestPong(Payload):
     n: int
 
 
-def build(settings: Settings) -> Service:
+def build(settings: Settings, *, deferred: bool = False) -> Service:
+    """``deferred``: the effect is a deferred write (one executemany per batch), the way the
+    services write; by default one statement per event."""
     svc = Service(settings, migrations=Path(__file__).parent / "toy_migrations")
     t_in = f"{settings.topics.prefix}ping"
     t_out = f"{settings.topics.prefix}pong"
@@ -39,7 +41,8 @@ def build(settings: Settings) -> Service:
     async def on_ping(ctx: HandlerContext, p: TestPing) -> None:
         if p.explode:
             raise DomainRejection("cannot_ping", "this ping asks to fail")
-        await ctx.conn.execute("INSERT INTO effects(ping_id, n) VALUES ($1, $2)", p.ping_id, p.n)
+        write = ctx.defer if deferred else ctx.conn.execute
+        await write("INSERT INTO effects(ping_id, n) VALUES ($1, $2)", p.ping_id, p.n)
         await ctx.emit(TestPong(ping_id=p.ping_id, n=p.n), topic=t_out, key=str(p.ping_id))
 
     def register_handlers(c: EventConsumer) -> None:
