@@ -93,6 +93,19 @@ async def routed_referral(svc, *, who: dict, area: str = AREA_A, mediator: str =
     return payload
 
 
+async def as_one_batch(svc, payloads: list, *, clock, config):
+    """Stop ``svc``, publish ``payloads`` and start a new instance with the same settings
+    (same consumer group): with one partition, its first batch holds them all."""
+    from mediation_cases.service import build
+
+    await svc.stop()
+    for p in payloads:
+        await publish_routing(svc, p, structure=p.structure)
+    new = build(svc.settings, clock=clock, config=config)
+    await new.start(http=False)
+    return new
+
+
 async def publish_routing(svc, payload, *, structure: str | None = None) -> None:
     rid = payload.referral.referral_id
     env = new_envelope(payload, producer="routing", correlation_id=str(rid),

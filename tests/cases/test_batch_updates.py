@@ -11,7 +11,7 @@ from mediation_cases.opening import case_id_for_referral
 from mediation_cases.service import build
 from tests.conftest import eventually
 
-from .support import person, publish_routing, routed_referral
+from .support import as_one_batch, person, publish_routing, routed_referral
 
 pytestmark = pytest.mark.stack
 
@@ -44,11 +44,7 @@ async def _run(settings_for, clock, *, one_by_one: bool, reroute: bool):
         res = await _result(pool, r2, c)
         await svc.stop()
     else:
-        await svc.stop()
-        for p in (fix, r2):
-            await publish_routing(svc, p, structure=p.structure)
-        svc = build(settings, clock=clock, config=config)
-        await svc.start(http=False)
+        svc = await as_one_batch(svc, [fix, r2], clock=clock, config=config)
         try:
             cons = svc.consumers[0]
             await eventually(lambda: cons.stats.processed == 2, 60, what="the batch")

@@ -17,6 +17,7 @@ from .support import (
     COORDINATOR,
     MEDIATOR_A,
     OTHER_STRUCTURE_COORDINATOR,
+    as_one_batch,
     person,
     publish_routing,
     routed_referral,
@@ -215,12 +216,7 @@ async def test_a_batch_of_routed_referrals_opens_attaches_and_updates_as_one_by_
                                    revision=2, urgency="urgent", publish=False)
     first_fix = await routed_referral(svc, who=p0, referral_id=first.referral.referral_id,
                                       revision=2, urgency="priority", publish=False)
-    await svc.stop()
-    for p in [*payloads, r5, r5_fix, first_fix]:
-        await publish_routing(svc, p, structure=p.structure)
-
-    svc = build(settings, clock=clock, config=config)
-    await svc.start(http=False)
+    svc = await as_one_batch(svc, [*payloads, r5, r5_fix, first_fix], clock=clock, config=config)
     try:
         c = svc.consumers[0]
         await eventually(lambda: c.stats.processed == 9, 60, what="the batch")
