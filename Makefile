@@ -43,8 +43,11 @@ run: install
 	$(BIN)/mediation run
 
 bench: install
-	$(BIN)/mediation stack up >/dev/null
-	$(BIN)/python -m bench
+	@was_up=$$($(BIN)/mediation stack status --quiet && echo 1); \
+	$(BIN)/mediation stack up >/dev/null || exit 2; \
+	$(BIN)/python -m bench; rc=$$?; \
+	if [ -z "$$was_up" ] && [ -z "$$KAFKA_BOOTSTRAP_SERVERS" ]; then $(BIN)/mediation stack down; fi; \
+	exit $$rc
 
 lint: install
 	$(BIN)/ruff check libs services tests bench
