@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from mediation_intake.fairness import RoundRobin, admit, admit_all
+from mediation_intake.fairness import Admissions, RoundRobin, admit
 from mediation_intake.ratelimit import TokenBuckets
 from tests.intake.test_ratelimit import Clock
 
@@ -104,9 +104,9 @@ async def test_model_a_flood_ahead_of_a_quiet_source_in_the_log():
 
 
 async def test_a_batch_is_admitted_as_one_form_at_a_time():
-    """admit_all (the consumer's prepared batch) decides what admit decides form by form,
-    with the parked table as it grows along the batch (a parked form parks the rest of its
-    source's forms behind it)."""
+    """Admissions.admit_batch (the consumer's prepared batch) decides what admit decides
+    form by form, with the parked table as it grows along the batch (a parked form parks
+    the rest of its source's forms behind it), and decides each form once."""
     sources = ["a", "b", "a", "a", "c", "b", "a", "c", "b", "b"]
     one_by_one_clock, batch_clock = Clock(), Clock()
     one = TokenBuckets(rate=1.0, burst=2, clock=one_by_one_clock)
@@ -118,5 +118,14 @@ async def test_a_batch_is_admitted_as_one_form_at_a_time():
             parked.add(s)
         expected.append(ok)
     batch = TokenBuckets(rate=1.0, burst=2, clock=batch_clock)
-    assert admit_all(batch, sources, {"c"}) == expected
+    admissions = Admissions()
+    forms = [(f"e{i}", s) for i, s in enumerate(sources)]
+    assert admissions.admit_batch(batch, forms, {"c"}) == expected
+    # the same batch again (a retry, or its rerun one message at a time): the same decisions
+    assert admissions.admit_batch(batch, forms, {"c"}) == expected
+    # and no token spent again: of a burst of 2, a form decided twice spends one
+    two = TokenBuckets(rate=1.0, burst=2, clock=Clock())
+    assert admissions.admit_batch(two, [("x1", "s")], set()) == [True]
+    assert admissions.admit_batch(two, [("x1", "s")], set()) == [True]
+    assert admissions.admit_batch(two, [("x2", "s"), ("x3", "s")], set()) == [True, False]
     assert expected == [True, True, True, False, False, True, False, False, False, False]

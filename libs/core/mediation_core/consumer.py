@@ -156,6 +156,8 @@ class _IsolateFailures(Exception):
 
 Handler = Callable[[HandlerContext, Payload], Awaitable[None]]
 RawHandler = Callable[[HandlerContext, dict], Awaitable[None]]
+# a write that returns nothing: a batch's ``defer`` or a connection's ``execute``
+Write = Callable[..., Awaitable[Any]]
 # reads/locks for the whole batch before its handlers run: (batch, [(ctx, payload)...])
 Prepare = Callable[[Batch, list[tuple[HandlerContext, Any]]], Awaitable[None]]
 

@@ -121,11 +121,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     started_stack = stack.external_urls() is None and not (
         stack.Kafka().running_pid() and stack.Postgres().running_pid())
-    started_zipkin = [False]  # set by _run once it starts the trace UI
+    started_zipkin = not args.no_traces and not stack.Zipkin().running_pid()
     try:
-        return _run(args, started_zipkin)
+        return _run(args)
     finally:
-        if started_zipkin[0]:
+        if started_zipkin:
             stack.Zipkin().stop()
         if started_stack:
             print("stopping the local broker and database it started", file=sys.stderr)
@@ -133,7 +133,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             stack.Postgres().stop()
 
 
-def _run(args: argparse.Namespace, started_zipkin: list[bool]) -> int:
+def _run(args: argparse.Namespace) -> int:
     try:
         urls = stack.up()
     except stack.StackError as err:
@@ -155,7 +155,6 @@ def _run(args: argparse.Namespace, started_zipkin: list[bool]) -> int:
     zipkin = stack.Zipkin()
     if not args.no_traces:
         try:
-            started_zipkin[0] = not zipkin.running_pid()
             zipkin.start()
             env.setdefault("MEDIATION_ZIPKIN_ENDPOINT", zipkin.endpoint)
         except stack.StackError as err:

@@ -49,12 +49,6 @@ def admit_one(buckets: TokenBuckets, source: str, backlog: set[str]) -> bool:
     return ok
 
 
-def admit_all(buckets: TokenBuckets, sources: Sequence[str], backlog: set[str]) -> list[bool]:
-    """:func:`admit_one` for a batch's forms in their order (``backlog`` is not changed)."""
-    backlog = set(backlog)
-    return [admit_one(buckets, source, backlog) for source in sources]
-
-
 class Admissions:
     """Decisions already taken, by event id, kept across a batch's retries and its rerun
     one message at a time: tokens are spent once per form, not once per attempt (they are
@@ -72,6 +66,23 @@ class Admissions:
         if len(self._seen) > self.limit:
             self._seen.popitem(last=False)
         return ok
+
+    def admit_batch(self, buckets: TokenBuckets, forms: Sequence[tuple[str, str]],
+                    backlog: set[str]) -> list[bool]:
+        """:func:`admit` for a batch's ``(event id, source)`` in their order, ``backlog``
+        the sources with parked forms before it (one query): a form decided by an earlier
+        attempt keeps its decision and spends no token; a source parked on the way queues
+        the rest of its forms behind (``backlog`` itself is not changed)."""
+        backlog = set(backlog)
+        out = []
+        for event_id, source in forms:
+            ok = self.get(event_id)
+            if ok is None:
+                ok = self.remember(event_id, admit_one(buckets, source, backlog))
+            elif not ok:
+                backlog.add(source)
+            out.append(ok)
+        return out
 
 
 class RoundRobin:

@@ -32,7 +32,7 @@ from opentelemetry.trace import Status, StatusCode
 from prometheus_client import Counter
 
 from mediation_core import sealing, telemetry
-from mediation_core.consumer import Batch
+from mediation_core.consumer import Batch, Write
 from mediation_schemas.common import MotiveItem, Problem
 from mediation_schemas.envelope import Payload
 from mediation_schemas.received import ReferralReceived
@@ -218,7 +218,7 @@ class Intake:
     async def _decided(self, conn: asyncpg.Connection, emit: Emit, result: Valid | Invalid,
                        now: datetime, channel: str, sender: str | None, *,
                        ready: _Ready | None = None,
-                       write: Callable[..., Awaitable[Any]] | None = None) -> Outcome:
+                       write: Write | None = None) -> Outcome:
         write = write or conn.execute
         if isinstance(result, Invalid):
             return await self._reject(conn, emit, result, now, channel, sender, write)
@@ -238,7 +238,7 @@ class Intake:
 
     async def _reject(self, conn: asyncpg.Connection, emit: Emit, inv: Invalid, now: datetime,
                       channel: str, sender: str | None,
-                      write: Callable[..., Awaitable[Any]]) -> Outcome:
+                      write: Write) -> Outcome:
         src, ref = inv.source_system, inv.source_reference
         if sender is not None:
             src = sender
@@ -259,7 +259,7 @@ class Intake:
 
     async def _accept(self, conn: asyncpg.Connection, emit: Emit, r: ReferralReceived,
                       now: datetime, ready: _Ready | None,
-                      write: Callable[..., Awaitable[Any]]) -> Outcome:
+                      write: Write) -> Outcome:
         rid = referral_id(r.source_system, r.source_reference)
         content_hash = self._content_hash(r)
         row = ready.row if ready is not None else None

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Counter, Gauge
 
 from mediation_core import telemetry
-from mediation_core.consumer import Batch
+from mediation_core.consumer import Batch, Write
 from mediation_core.errors import is_transient
 from mediation_core.outbox import Outbox
 from mediation_schemas.envelope import Envelope, Payload, decode_envelope, new_envelope
@@ -97,7 +97,7 @@ async def sources_with_backlog(conn: asyncpg.Connection, sources: list[str]) -> 
 
 async def park(conn: asyncpg.Connection, key: bytes, *, env: Envelope, rec: ConsumerRecord,
                payload: Any, source: str, size: int, max_bytes: int,
-               write: Callable[..., Awaitable[Any]] | None = None) -> None:
+               write: Write | None = None) -> None:
     """``write``: a batch's deferred write (parked rows keep their batch order: ids are
     given as the batch's rows are inserted, in order)."""
     await (write or conn.execute)(

@@ -129,15 +129,9 @@ def build(settings: Settings, *, clock: Clock | None = None, http_rate: float = 
                  for ctx, payload in items if ctx.envelope.version in SUPPORTED_VERSIONS]
         sources = [safe_ids(payload)[0] or "unknown" for _eid, payload, _size in forms]
         backlog = await parking.sources_with_backlog(batch.conn, sorted(set(sources)))
-        decisions = []
-        for (eid, _payload, _size), source in zip(forms, sources, strict=True):
-            ok = rt.admissions.get(eid)
-            if ok is None:
-                ok = rt.admissions.remember(
-                    eid, fairness.admit_one(rt.kafka_buckets, source, backlog))
-            elif not ok:
-                backlog.add(source)  # parked by an earlier attempt: the rest queue behind
-            decisions.append(ok)
+        decisions = rt.admissions.admit_batch(
+            rt.kafka_buckets, [(f[0], src) for f, src in zip(forms, sources, strict=True)],
+            backlog)
         await rt.intake.prepare(batch, [f for f, ok in zip(forms, decisions, strict=True) if ok])
 
     def register(c: EventConsumer) -> None:

@@ -16,11 +16,13 @@ from mediation_schemas.envelope import Payload
 
 from . import rules
 
-_FRESHNESS = (
+# the freshness marks of ``$3`` events of a source, the newest at ``$2`` (a sum and a
+# greatest: marks summed per batch give what one per event gives)
+FRESHNESS = (
     "INSERT INTO freshness AS f (source, newest_event_at, last_applied_at, events) "
-    "VALUES (${a}, ${b}, now(), 1) ON CONFLICT (source) DO UPDATE SET "
+    "VALUES ($1, $2, now(), $3) ON CONFLICT (source) DO UPDATE SET "
     "newest_event_at = greatest(f.newest_event_at, EXCLUDED.newest_event_at), "
-    "last_applied_at = now(), events = f.events + 1")
+    "last_applied_at = now(), events = f.events + EXCLUDED.events")
 
 
 async def mark_fresh(ctx: HandlerContext, source: str) -> None:
@@ -29,25 +31,18 @@ async def mark_fresh(ctx: HandlerContext, source: str) -> None:
     instead of one per event on the same hot row."""
     batch = ctx.batch
     if batch is None or batch.isolate:
-        await ctx.defer(_FRESHNESS.format(a=1, b=2), source, ctx.envelope.occurred_at)
+        await ctx.defer(FRESHNESS, source, ctx.envelope.occurred_at, 1)
         return
     marks = batch.data.get("freshness")
     if marks is None:
         marks = batch.data["freshness"] = {}
 
         async def write(b) -> None:
-            await b.conn.executemany(_FRESHNESS_N, [(src, at, n) for src, (at, n) in marks.items()])
+            await b.conn.executemany(FRESHNESS, [(src, at, n) for src, (at, n) in marks.items()])
 
         batch.before_flush.append(write)
     at, n = marks.get(source, (ctx.envelope.occurred_at, 0))
     marks[source] = (max(at, ctx.envelope.occurred_at), n + 1)
-
-
-_FRESHNESS_N = (
-    "INSERT INTO freshness AS f (source, newest_event_at, last_applied_at, events) "
-    "VALUES ($1, $2, now(), $3) ON CONFLICT (source) DO UPDATE SET "
-    "newest_event_at = greatest(f.newest_event_at, EXCLUDED.newest_event_at), "
-    "last_applied_at = now(), events = f.events + EXCLUDED.events")
 
 
 async def run(ctx: HandlerContext, sql: str, *args) -> None:

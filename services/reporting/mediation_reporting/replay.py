@@ -35,7 +35,7 @@ from mediation_core.outbox import Outbox
 from mediation_core.settings import Settings
 from mediation_schemas.envelope import DecodeError, decode_envelope, decode_payload, registry
 
-from . import publish, setup
+from . import projection, publish, setup
 from .service import SOURCES, handler_for, register_handlers, threshold_from_env
 
 log = logging.getLogger(__name__)
@@ -191,13 +191,6 @@ async def replay(settings: Settings, *, batch_size: int = 2000, keep_old: bool =
     return result
 
 
-_FRESHNESS = (
-    "INSERT INTO freshness AS f (source, newest_event_at, last_applied_at, events) "
-    "VALUES ($1, $2, now(), $3) ON CONFLICT (source) DO UPDATE SET "
-    "newest_event_at = greatest(f.newest_event_at, EXCLUDED.newest_event_at), "
-    "last_applied_at = now(), events = f.events + EXCLUDED.events")
-
-
 class _Recorder:
     """Stands for the connection while handlers run: records their statements, tagged with
     the event they belong to, so that a whole batch is sent with one executemany per
@@ -224,10 +217,9 @@ class _Prepared:
 
 class _Feed:
     """The replay's batch path. Same projection functions as the live consumer
-    (``service.handler_for``), called without the live wrapper that adds the freshness
-    mark to every statement: here freshness is one upsert per source and batch (the
-    marks are a sum and a greatest, so the result is the same), which keeps a million
-    events from updating the same few rows a million times."""
+    (``service.handler_for``), called without the live wrapper's freshness mark: here the
+    marks are summed per source over the events the inbox had not seen, and written with
+    the same statement (``projection.FRESHNESS``)."""
 
     def __init__(self, consumer: EventConsumer, sources: dict[str, str]) -> None:
         self.consumer = consumer
@@ -299,7 +291,7 @@ class _Feed:
                         f = fresh.setdefault(source, [at, 0])
                         f[0], f[1] = max(f[0], at), f[1] + 1
                 if fresh:
-                    await conn.executemany(_FRESHNESS, [(s, at, n) for s, (at, n) in fresh.items()])
+                    await conn.executemany(projection.FRESHNESS, [(s, at, n) for s, (at, n) in fresh.items()])
             processed = sum(1 for eid in prepared.applied if eid in new_ids)
             self.consumer.stats.processed += processed
             self.consumer.stats.duplicates += len(prepared.records) - processed

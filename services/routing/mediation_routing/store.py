@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from mediation_core.consumer import Batch
+from mediation_core.consumer import Batch, Write
 from mediation_core.errors import DomainRejection
 from mediation_schemas.envelope import Payload
 from mediation_schemas.referrals import (
@@ -63,11 +63,11 @@ def _json(v: Any) -> str:
 
 @dataclass
 class Prepared:
-    """What a batch of accepted referrals needs, read once: the rows of those already
-    known (locked), the mediators' loads (kept up to date as the batch routes), and which
-    referral ids appear more than once in the batch."""
+    """What a batch of accepted referrals needs, read once: which of them are known
+    already (their rows locked), the mediators' loads (kept up to date as the batch
+    routes), and which referral ids appear more than once in the batch."""
 
-    rows: dict[uuid.UUID, asyncpg.Record]
+    known: set[uuid.UUID]
     loads: Counter
     contended: set[uuid.UUID]
 
@@ -167,13 +167,16 @@ class RoutingStore:
         return {r["mediator_id"]: r["n"] for r in rows}
 
     async def _decide(self, conn: asyncpg.Connection, referral: ReferralCore,
-                      context_structure: str | None) -> Decision:
-        """Resolve first; read the loads of the structure's mediators only if it routed."""
+                      context_structure: str | None,
+                      loads: Mapping[str, int] | None = None) -> Decision:
+        """Resolve first; read the loads of the structure's mediators only if it routed
+        (unless given: a prepared batch's)."""
         p = plan(referral.commune, referral.postcode, referral.referral_date, self.history,
                  context_structure=context_structure)
         sv = p.structure_version
-        loads = {} if sv is None else await self.loads(
-            conn, exclude=referral.referral_id, mediators=[m.id for m in sv.mediators])
+        if loads is None:
+            loads = {} if sv is None else await self.loads(
+                conn, exclude=referral.referral_id, mediators=[m.id for m in sv.mediators])
         return finish(p, loads)
 
     # ------------------------------------------------------------------ routing
@@ -183,11 +186,11 @@ class RoutingStore:
         conn = batch.conn
         await self.maybe_refresh(conn)
         ids = sorted({r.referral_id for r in referrals})
-        rows = await conn.fetch("SELECT * FROM referrals WHERE referral_id = ANY($1::uuid[]) "
-                                "ORDER BY referral_id FOR UPDATE", ids)
+        known = await conn.fetch("SELECT referral_id FROM referrals WHERE referral_id = "
+                                 "ANY($1::uuid[]) ORDER BY referral_id FOR UPDATE", ids)
         per_id = Counter(r.referral_id for r in referrals)
         batch.data[PREPARED] = Prepared(
-            rows={r["referral_id"]: r for r in rows}, loads=Counter(await self.loads(conn)),
+            known={r["referral_id"] for r in known}, loads=Counter(await self.loads(conn)),
             contended={i for i, n in per_id.items() if n > 1})
 
     async def on_accepted(self, conn: asyncpg.Connection, emit: Emit, referral: ReferralCore, *,
@@ -198,19 +201,16 @@ class RoutingStore:
         In a prepared batch a referral seen for the first time is decided on the batch's
         loads and its rows are deferred writes; anything else goes one by one."""
         prepared = batch.data.get(PREPARED) if batch is not None else None
-        if isinstance(prepared, Prepared):
+        if batch is not None and isinstance(prepared, Prepared):
             rid = referral.referral_id
-            if rid not in prepared.contended and rid not in prepared.rows:
-                d = finish(plan(referral.commune, referral.postcode, referral.referral_date,
-                                self.history, context_structure=context_structure),
-                           prepared.loads)
+            if rid not in prepared.contended and rid not in prepared.known:
+                d = await self._decide(conn, referral, context_structure, prepared.loads)
                 await self.apply(conn, emit, referral, d, correlation_id=correlation_id,
                                  context_structure=context_structure, trigger="accepted",
-                                 previous=None, write=batch.defer if batch else conn.execute)
+                                 previous=None, write=batch.defer)
                 if d.routed and d.mediator_id:
                     prepared.loads[d.mediator_id] += 1
                 return "accepted:emitted"
-            assert batch is not None
             await batch.flush()  # the batch's earlier writes are seen by what follows
             outcome = await self.on_accepted(conn, emit, referral, correlation_id=correlation_id,
                                              context_structure=context_structure)
@@ -244,7 +244,7 @@ class RoutingStore:
     async def apply(self, conn: asyncpg.Connection, emit: Emit, referral: ReferralCore,
                     d: Decision, *, correlation_id: str, context_structure: str | None,
                     trigger: str, previous: asyncpg.Record | None,
-                    write: Callable[..., Awaitable[Any]] | None = None) -> bool:
+                    write: Write | None = None) -> bool:
         """Store a decision and emit it if it changed. ``write`` runs the statements that
         return nothing (a batch's deferred writes, or at once by default)."""
         write = write or conn.execute
@@ -326,7 +326,7 @@ class RoutingStore:
     # ------------------------------------------------------------------ case feedback
     @staticmethod
     async def case_opened(conn: asyncpg.Connection, referral_id: uuid.UUID, case_id: uuid.UUID,
-                          *, write: Callable[..., Awaitable[Any]] | None = None) -> None:
+                          *, write: Write | None = None) -> None:
         """``write``: a batch's deferred write (openings of distinct referrals commute)."""
         await (write or conn.execute)("UPDATE referrals SET case_id = $2, updated_at = now() "
                                       "WHERE referral_id = $1", referral_id, case_id)
